@@ -1,0 +1,413 @@
+"""`LinearRegression`: a Keras model that trains itself with plain SGD."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
+
+_MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
+
+
+@keras.saving.register_keras_serializable(package="keras_linreg")
+class LinearRegression(keras.Model):
+    """Linear regression `y = x · slope + intercept`, fitted by plain SGD.
+
+    The model has two trainable weights, `slope` of shape `(n_features,)` and
+    `intercept` of shape `()`. `x` may be 1-D, `(n,)` (one feature), or 2-D,
+    `(n, n_features)`; the prediction has shape `(n,)`.
+
+    Each training step computes, for a batch of `n` rows with optional sample
+    weights `w` (1 when not given), the mean squared error
+
+    ```
+    y_pred = x · slope + intercept
+    loss   = sum(w * (y_pred - y) ** 2) / n
+    ```
+
+    under `tf.GradientTape`, takes its exact gradient `g` and applies plain
+    gradient descent to each weight:
+
+    ```
+    w = w - learning_rate * g
+    ```
+
+    No optimizer does the update: `model.optimizer` is a `LearningRateState`
+    that only holds the learning rate and the step counter, so Keras'
+    learning-rate callbacks and `keras.callbacks.TensorBoard` see and set the
+    rate the model really applies.
+
+    Under a `tf.distribute` strategy, the step is the global batch's: each
+    replica sums its weighted squared errors, their gradients and its row
+    count, one cross-replica all-reduce adds them up, and every replica
+    applies the same update `learning_rate * sum(grads) / sum(n)`. Uneven
+    batches (a short last batch split over replicas) give the same result as
+    one device.
+
+    An epoch's `loss` is the size-weighted mean of its batch losses, so with
+    one batch per epoch `history.history["loss"][i]` is the loss at the
+    weights *before* update `i`, as in a hand-written GradientTape loop.
+
+    Args:
+        n_features: Optional number of features. When given, the weights are
+            created at once (Keras' `BackupAndRestore` needs a built model);
+            otherwise at the first call, from the input's shape.
+        learning_rate: A float > 0, or a
+            `keras.optimizers.schedules.LearningRateSchedule` of the step
+            counter. Defaults to 0.01.
+        slope_initializer: Initializer for `slope` (a Keras initializer name
+            or object). Defaults to `"zeros"`.
+        intercept_initializer: Initializer for `intercept`. Defaults to
+            `"zeros"`.
+        feature_names: Optional sequence of `n_features` column names. They
+            travel with `.keras` files and exports, and name the slopes in
+            logs and reports.
+        **kwargs: Passed to `keras.Model` (e.g. `name`).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_linreg
+
+    x = np.linspace(0, 10, 100, dtype="float32")
+    y = x + np.random.default_rng(0).normal(0, 1, 100).astype("float32")
+    model = keras_linreg.LinearRegression(learning_rate=0.01)
+    model.compile()
+    model.fit(x, y, batch_size=100, epochs=100, shuffle=False, verbose=0)
+    model.slope, model.intercept
+    ```
+    """
+
+    def __init__(
+        self,
+        n_features=None,
+        learning_rate=0.01,
+        slope_initializer="zeros",
+        intercept_initializer="zeros",
+        feature_names=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if n_features is not None and (
+            isinstance(n_features, bool)
+            or not isinstance(n_features, int)
+            or n_features < 1
+        ):
+            raise ValueError(
+                "Received an invalid value for `n_features`, expected a "
+                f"positive integer or None. Received: n_features={n_features!r}"
+            )
+        if feature_names is not None:
+            feature_names = tuple(feature_names)
+            if not all(isinstance(name, str) for name in feature_names):
+                raise ValueError(
+                    "Received an invalid value for `feature_names`, expected a "
+                    f"sequence of strings. Received: feature_names={feature_names!r}"
+                )
+            if len(set(feature_names)) != len(feature_names):
+                raise ValueError(
+                    "Received an invalid value for `feature_names`, expected "
+                    f"unique names. Received: feature_names={feature_names!r}"
+                )
+            if n_features is None:
+                n_features = len(feature_names)
+            if len(feature_names) != n_features:
+                raise ValueError(
+                    "Received an invalid value for `feature_names`, expected "
+                    f"{n_features} names (one per feature). "
+                    f"Received: feature_names={feature_names!r}"
+                )
+        self.learning_rate_config = validate_learning_rate(learning_rate)
+        self.slope_initializer = keras.initializers.get(slope_initializer)
+        self.intercept_initializer = keras.initializers.get(intercept_initializer)
+        self.feature_names = feature_names
+        self.n_features = n_features
+        # Our own tracker (the Keras guide's idiom): Keras' built-in one
+        # averages per-replica losses, which is not the global-batch loss.
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        if n_features is not None:
+            self.build((None, n_features))
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) not in (1, 2) or (
+            len(input_shape) == 2 and input_shape[-1] is None
+        ):
+            raise ValueError(
+                "Received an invalid input shape, expected `(n,)` (one feature) "
+                "or `(n, n_features)` with a known number of features. "
+                f"Received: input_shape={input_shape}"
+            )
+        n_features = 1 if len(input_shape) == 1 else int(input_shape[-1])
+        if self.n_features is not None and n_features != self.n_features:
+            raise ValueError(
+                f"This model has n_features={self.n_features}, but was built "
+                f"with input_shape={input_shape}."
+            )
+        self.n_features = n_features
+        # "only_first_replica": every replica applies the same all-reduced
+        # update, so under tf.distribute the first replica's value is the
+        # value (an exact broadcast; "mean" would round for 3 replicas).
+        self.slope = self.add_weight(
+            name="slope",
+            shape=(n_features,),
+            initializer=self.slope_initializer,
+            aggregation="only_first_replica",
+        )
+        self.intercept = self.add_weight(
+            name="intercept",
+            shape=(),
+            initializer=self.intercept_initializer,
+            aggregation="only_first_replica",
+        )
+        self.built = True
+
+    # ------------------------------------------------------------- inference
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        if x.dtype != self.compute_dtype:
+            x = tf.cast(x, self.compute_dtype)
+        if x.shape.rank == 1:
+            x = x[:, tf.newaxis]
+        if x.shape.rank != 2:
+            raise ValueError(
+                "Received an invalid `x`, expected shape `(n,)` or "
+                f"`(n, {self.n_features})`. Received: x.shape={tuple(x.shape)}"
+            )
+        if x.shape[-1] is not None and x.shape[-1] != self.n_features:
+            raise ValueError(
+                f"Received `x` with {x.shape[-1]} features, but this model has "
+                f"n_features={self.n_features}: expected shape "
+                f"`(n, {self.n_features})`. Received: x.shape={tuple(x.shape)}"
+            )
+        return tf.linalg.matvec(x, self.slope) + self.intercept
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    # --------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer=None,
+        loss=None,
+        metrics=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=1,
+        jit_compile="auto",
+        **kwargs,
+    ):
+        """Configures the model for training; `compile()` alone is enough.
+
+        The model always minimises the (weighted) mean squared error with
+        plain SGD at its own `learning_rate`, so:
+
+        - `optimizer` must be None (a `LearningRateState` holding the
+          model's `learning_rate` is created) or a `LearningRateState`
+          (what `.keras` loading passes back). Any other optimizer raises
+          instead of being silently ignored: set the rate with
+          `LinearRegression(learning_rate=...)`.
+        - `loss` must be None or mean squared error (`"mse"`,
+          `"mean_squared_error"`, or a default `keras.losses.MeanSquaredError()`);
+          any other loss raises.
+        - `metrics` and `weighted_metrics` work as in `keras.Model.compile`:
+          they see `y` and `y_pred` as `(n, 1)` columns (e.g.
+          `keras.metrics.RootMeanSquaredError()`, `keras.metrics.R2Score()`).
+
+        Other arguments are passed to `keras.Model.compile`.
+        """
+        if optimizer is None:
+            optimizer = LearningRateState(learning_rate=self.learning_rate_config)
+        elif not isinstance(optimizer, LearningRateState):
+            raise ValueError(
+                "Received an invalid value for `optimizer`: LinearRegression "
+                "applies plain SGD itself and takes no optimizer; set the rate "
+                "with `LinearRegression(learning_rate=...)` and call `compile()` "
+                f"without one. Received: optimizer={optimizer!r}"
+            )
+        if not _is_mse(loss):
+            raise ValueError(
+                "Received an invalid value for `loss`: LinearRegression always "
+                "minimises the mean squared error; pass loss=None (or 'mse'). "
+                f"Received: loss={loss!r}"
+            )
+        super().compile(
+            optimizer=optimizer,
+            loss=None,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            run_eagerly=run_eagerly,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        # `keras.Model.compile_from_config` skips models that override
+        # `compile` (with a warning); ours takes the same arguments back.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        # The loss tracker first, then what `compile(metrics=...)` added.
+        # Keras' own loss tracker (also named "loss") is never updated here.
+        return [self.loss_tracker] + [
+            m for m in super().metrics if m is not self.loss_tracker and m.name != "loss"
+        ]
+
+    @property
+    def learning_rate(self):
+        """The learning rate the next step applies (a float).
+
+        After `compile()` this is `model.optimizer.learning_rate`, which
+        `LearningRateScheduler`/`ReduceLROnPlateau` may have changed, or the
+        schedule evaluated at the step counter; before, the configured value
+        (a schedule evaluated at step 0).
+        """
+        if self.compiled and isinstance(self.optimizer, LearningRateState):
+            return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+        rate = self.learning_rate_config
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            return float(keras.ops.convert_to_numpy(rate(0)))
+        return rate
+
+    # -------------------------------------------------------------- training
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+
+        # 1. Forward pass: this replica's sum of weighted squared errors.
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)  # builds the weights on first use
+            local_sse, local_n = self._sum_of_squared_errors(y, y_pred, sample_weight)
+        variables = [self.slope, self.intercept]
+
+        # 2. Gradients of the global-batch loss sse / n: sum the replicas'
+        #    sse, row counts and d(sse)/dw in one all-reduce, then divide.
+        local_grads = tape.gradient(local_sse, variables)
+        _, n, grads = _sum_over_replicas((local_sse, local_n, local_grads))
+        grads = [g / n for g in grads]
+
+        # 3. Update: plain SGD, the same on every replica.
+        learning_rate = tf.cast(self.optimizer.learning_rate, self.dtype)
+        for variable, gradient in zip(variables, grads):
+            variable.assign_sub(learning_rate * gradient)
+        self.optimizer.iterations.assign_add(1)
+
+        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        local_sse, local_n = self._sum_of_squared_errors(y, y_pred, sample_weight)
+        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
+
+    def _sum_of_squared_errors(self, y, y_pred, sample_weight):
+        """Returns `(sum(w * (y_pred - y)**2), n)` over this batch's rows."""
+        y = _as_vector(y, "y", self.compute_dtype)
+        residual = y_pred - y
+        squared = tf.square(residual)
+        if sample_weight is not None:
+            squared = squared * _as_vector(sample_weight, "sample_weight", self.compute_dtype)
+        n = tf.cast(tf.shape(y_pred)[0], self.compute_dtype)
+        return tf.reduce_sum(squared), n
+
+    def _update_metrics(self, y, y_pred, sample_weight, local_sse, local_n):
+        # Mean weighted by rows: summed over batches (and replicas) this is
+        # sum(sse) / sum(n), the data's MSE, however uneven the batches.
+        self.loss_tracker.update_state(
+            tf.math.divide_no_nan(local_sse, local_n), sample_weight=local_n
+        )
+        y = _as_vector(y, "y", self.compute_dtype)
+        if sample_weight is not None:
+            sample_weight = _as_vector(sample_weight, "sample_weight", self.compute_dtype)
+        return self.compute_metrics(
+            None, y[:, tf.newaxis], y_pred[:, tf.newaxis], sample_weight=sample_weight
+        )
+
+    # ------------------------------------------------------------ parameters
+    def get_parameters(self):
+        """Returns `(slope, intercept)` as float64 NumPy values."""
+        self._check_built("get_parameters")
+        return (
+            keras.ops.convert_to_numpy(self.slope).astype("float64"),
+            float(keras.ops.convert_to_numpy(self.intercept)),
+        )
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"This LinearRegression model has not been built yet, so `{what}` "
+                "has nothing to use: fit it, call it on data, or construct it "
+                "with `n_features=`."
+            )
+
+    # ----------------------------------------------------------- serialising
+    def get_config(self):
+        base_config = super().get_config()
+        rate = self.learning_rate_config
+        config = {
+            "n_features": self.n_features,
+            "learning_rate": (
+                keras.saving.serialize_keras_object(rate)
+                if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule)
+                else rate
+            ),
+            "slope_initializer": keras.initializers.serialize(self.slope_initializer),
+            "intercept_initializer": keras.initializers.serialize(
+                self.intercept_initializer
+            ),
+            "feature_names": list(self.feature_names) if self.feature_names else None,
+        }
+        return {**base_config, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = keras.saving.deserialize_keras_object(
+                config["learning_rate"]
+            )
+        return cls(**config)
+
+
+def _is_mse(loss):
+    if loss is None:
+        return True
+    if isinstance(loss, str):
+        return loss in _MSE_NAMES
+    return (
+        isinstance(loss, keras.losses.MeanSquaredError)
+        and loss.reduction == "sum_over_batch_size"
+    )
+
+
+def _as_vector(t, name, dtype):
+    """`(n,)` or `(n, 1)` -> `(n,)`; anything else raises at trace time.
+
+    `(n,)` minus `(n, 1)` would broadcast to `(n, n)`: never let it.
+    """
+    t = tf.convert_to_tensor(t)
+    if t.dtype != dtype:
+        t = tf.cast(t, dtype)
+    if t.shape.rank == 2 and t.shape[-1] == 1:
+        return t[:, 0]
+    if t.shape.rank != 1:
+        raise ValueError(
+            f"Received an invalid `{name}`, expected shape `(n,)` or `(n, 1)`. "
+            f"Received: {name}.shape={tuple(t.shape)}"
+        )
+    return t
+
+
+def _sum_over_replicas(values):
+    """Sums a nest of tensors over all replicas (identity on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: nothing to reduce.
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)

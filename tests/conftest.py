@@ -1,0 +1,28 @@
+"""Shared test set-up: TensorFlow quiet and on Keras 3's TensorFlow backend."""
+
+import os
+
+# Before TensorFlow is imported anywhere: no C++ info/warning logs, and the
+# backend this package requires.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")  # for child processes
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+
+
+@pytest.fixture
+def tutorial_data():
+    """The tutorial's data (one fixed draw): x = linspace(0, 10, 100), y = x + N(0, 1)."""
+    from keras_linreg.demo import tutorial_data
+
+    return tutorial_data(seed=0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
