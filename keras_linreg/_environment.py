@@ -19,16 +19,23 @@ def check_environment() -> None:
             f"{os.environ['TF_USE_LEGACY_KERAS']!r} asks TensorFlow for Keras 2 "
             "(tf_keras). Unset TF_USE_LEGACY_KERAS."
         )
+    # Checked before importing Keras too: another backend may not even import.
+    requested = os.environ.get("KERAS_BACKEND")
+    if requested and requested != "tensorflow":
+        raise _backend_error(requested)
     import keras
 
     if not keras.__version__.startswith("3."):
         raise ImportError(
             f"keras_linreg needs Keras 3. Received: keras.__version__={keras.__version__}"
         )
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise ImportError(
-            "keras_linreg trains with tf.GradientTape and needs the TensorFlow "
-            f"backend of Keras. Received: KERAS_BACKEND={backend!r}; set "
-            "KERAS_BACKEND=tensorflow before importing keras."
-        )
+    if keras.backend.backend() != "tensorflow":  # e.g. from ~/.keras/keras.json
+        raise _backend_error(keras.backend.backend())
+
+
+def _backend_error(backend: str) -> ImportError:
+    return ImportError(
+        "keras_linreg trains with tf.GradientTape and needs the TensorFlow "
+        f"backend of Keras. Received: KERAS_BACKEND={backend!r}; set "
+        "KERAS_BACKEND=tensorflow before importing keras."
+    )

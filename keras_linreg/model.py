@@ -295,7 +295,7 @@ class LinearRegression(keras.Model):
 
         # 3. Update: plain SGD, the same on every replica.
         learning_rate = tf.cast(self.optimizer.learning_rate, self.dtype)
-        for variable, gradient in zip(variables, grads):
+        for variable, gradient in zip(variables, grads, strict=True):
             variable.assign_sub(learning_rate * gradient)
         self.optimizer.iterations.assign_add(1)
 
