@@ -8,7 +8,7 @@ the least-squares optimum.
 
 from __future__ import annotations
 
-import argparse
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,42 +33,58 @@ class DemoResult:
 
 
 def run_demo(
-    epochs: int = 100, learning_rate: float = 0.01, seed: int | None = 0, verbose: bool = True
+    epochs: int = 100,
+    learning_rate: float = 0.01,
+    seed: int = 0,
+    log_dir: str | None = None,
+    out: str = "out/demo",
+    quiet: bool = False,
 ) -> DemoResult:
-    """Fits the tutorial's data with `LinearRegression` and returns the result."""
+    """`keras-linreg demo`: the tutorial with TensorBoard logs, a PNG and a SavedModel.
+
+    Prints each epoch's loss as the tutorial does (unless `quiet`), then the
+    final parameters beside the least-squares optimum; writes TensorBoard
+    scalars to `log_dir` (default: a new `logs/demo/<timestamp>`), and
+    `fit.png` and the SavedModel `saved_model/1` into `out`.
+    """
     import keras
 
     import keras_linreg
+    from keras_linreg.callbacks import new_run_dir
+    from keras_linreg.plotting import plot_fit
 
     x, y = tutorial_data(seed)
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    model = keras_linreg.LinearRegression(learning_rate=learning_rate)
+    keras.utils.set_random_seed(seed)
+    log_dir = log_dir or new_run_dir(os.path.join("logs", "demo"))
+    model = keras_linreg.LinearRegression(learning_rate=learning_rate, feature_names=["x"])
     model.compile()
-    history = model.fit(x, y, batch_size=len(x), epochs=epochs, shuffle=False, verbose=0)
+    printer = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: print(f"Epoch count {epoch}: Loss value: {logs['loss']}")
+    )
+    history = model.fit(
+        x,
+        y,
+        batch_size=len(x),
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[keras_linreg.ParameterLogger(log_dir)] + ([] if quiet else [printer]),
+    )
     losses = [float(v) for v in history.history["loss"]]
     slope, intercept = model.get_parameters()
     optimum_slope, optimum_intercept = keras_linreg.least_squares(x, y)
     result = DemoResult(
         losses, float(slope[0]), intercept, float(optimum_slope[0]), optimum_intercept
     )
-    if verbose:
-        for epoch, loss in enumerate(losses):
-            print(f"Epoch count {epoch}: Loss value: {loss}")
-        print(f"slope     {result.slope:.6f}   (least squares {result.optimum_slope:.6f})")
-        print(f"intercept {result.intercept:.6f}   (least squares {result.optimum_intercept:.6f})")
+    print(f"slope     {result.slope:.6f}   (least squares {result.optimum_slope:.6f})")
+    print(f"intercept {result.intercept:.6f}   (least squares {result.optimum_intercept:.6f})")
+
+    os.makedirs(out, exist_ok=True)
+    plot_path = os.path.join(out, "fit.png")
+    plot_fit(plot_path, x, y, model.predict(x, verbose=0), losses, title="y = x + N(0, 1)")
+    export_path = os.path.join(out, "saved_model", "1")
+    keras_linreg.export_saved_model(model, export_path, overwrite=True)
+    print(f"TensorBoard logs: {log_dir}   (tensorboard --logdir {os.path.dirname(log_dir)})")
+    print(f"Plot: {plot_path}")
+    print(f"SavedModel: {export_path}")
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    run_demo(args.epochs, args.learning_rate, args.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Training on a table, and the report that compares it with least squares.
+
+The library side of `keras-linreg train` and `keras-linreg demo`: typed,
+documented and tested without a subprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from keras_linreg.closed_form import least_squares
+from keras_linreg.model import LinearRegression
+
+
+@dataclass
+class TrainingReport:
+    """A fitted model's parameters beside the least-squares optimum.
+
+    `r2` is the coefficient of determination on the training data,
+    `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`, in float64.
+    """
+
+    feature_names: list[str]
+    slope: np.ndarray
+    intercept: float
+    loss: float
+    val_loss: float | None
+    r2: float
+    optimum_slope: np.ndarray
+    optimum_intercept: float
+    epochs: int
+
+    @property
+    def gap(self) -> float:
+        """The largest absolute difference from least squares, over all parameters."""
+        return float(
+            max(
+                np.max(np.abs(self.slope - self.optimum_slope)),
+                abs(self.intercept - self.optimum_intercept),
+            )
+        )
+
+
+def fit_regression(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    feature_names: Sequence[str] | None = None,
+    learning_rate: float = 0.01,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    validation_split: float = 0.0,
+    standardize: bool = False,
+    seed: int | None = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 0,
+) -> tuple[LinearRegression, keras.callbacks.History]:
+    """Builds, compiles and fits a `LinearRegression` on in-memory data.
+
+    `batch_size=None` trains full batch (one step per epoch); the rows are
+    not shuffled when full batch, and shuffled by the seeded Keras generator
+    otherwise.
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    x = np.asarray(x)
+    n_features = 1 if x.ndim == 1 else x.shape[1]
+    kwargs = {"standardize": True} if standardize else {}
+    model = LinearRegression(
+        n_features=n_features,
+        learning_rate=learning_rate,
+        feature_names=feature_names,
+        **kwargs,
+    )
+    model.compile(metrics=[keras.metrics.R2Score()])
+    train_rows = len(x) - int(len(x) * validation_split)
+    history = model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size or train_rows,
+        validation_split=validation_split,
+        shuffle=batch_size is not None and batch_size < train_rows,
+        callbacks=list(callbacks),
+        verbose=verbose,
+    )
+    return model, history
+
+
+def summarize(
+    model: LinearRegression, history: keras.callbacks.History, x: np.ndarray, y: np.ndarray
+) -> TrainingReport:
+    """Compares a fitted model with the least-squares optimum on `(x, y)`."""
+    slope, intercept = model.get_parameters()
+    optimum_slope, optimum_intercept = least_squares(x, y)
+    x64 = np.asarray(x, dtype=np.float64).reshape(len(y), -1)
+    y64 = np.asarray(y, dtype=np.float64).reshape(-1)
+    residual = x64 @ slope + intercept - y64
+    total = np.sum((y64 - y64.mean()) ** 2)
+    r2 = float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
+    names = list(model.feature_names or [f"x{i}" for i in range(len(slope))])
+    logs = history.history
+    return TrainingReport(
+        feature_names=names,
+        slope=slope,
+        intercept=intercept,
+        loss=float(logs["loss"][-1]),
+        val_loss=float(logs["val_loss"][-1]) if "val_loss" in logs else None,
+        r2=r2,
+        optimum_slope=optimum_slope,
+        optimum_intercept=optimum_intercept,
+        epochs=len(logs["loss"]),
+    )
+
+
+def format_report(report: TrainingReport) -> str:
+    """The report as a fixed-width table, one parameter a row."""
+    width = max(12, *(len(f"slope[{name}]") for name in report.feature_names))
+    lines = [
+        f"{'parameter':<{width}}  {'model':>14}  {'least squares':>14}  {'gap':>10}",
+    ]
+    rows = [
+        (f"slope[{name}]", value, optimum)
+        for name, value, optimum in zip(
+            report.feature_names, report.slope, report.optimum_slope, strict=True
+        )
+    ]
+    rows.append(("intercept", report.intercept, report.optimum_intercept))
+    for label, value, optimum in rows:
+        lines.append(
+            f"{label:<{width}}  {value:>14.6g}  {optimum:>14.6g}  {abs(value - optimum):>10.3g}"
+        )
+    lines.append("")
+    lines.append(f"epochs {report.epochs}   final loss {report.loss:.6g}")
+    if report.val_loss is not None:
+        lines[-1] += f"   val_loss {report.val_loss:.6g}"
+    lines[-1] += f"   R² {report.r2:.6f}"
+    return "\n".join(lines)

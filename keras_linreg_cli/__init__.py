@@ -1,0 +1,202 @@
+"""`keras-linreg`: the command line over `keras_linreg`.
+
+This package is deliberately separate from `keras_linreg`, whose import starts
+TensorFlow (several seconds, and its log noise): arguments are parsed and
+checked here first, so `--help` and argument errors are instant, and
+TensorFlow is imported only to do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+PROG = "keras-linreg"
+
+_EPILOG_DEMO = """examples:
+  keras-linreg demo
+  keras-linreg demo --epochs 300 --learning-rate 0.02 --seed 1 --out out/demo
+"""
+_EPILOG_TRAIN = """examples:
+  keras-linreg train houses.csv --target price
+  keras-linreg train houses.csv --target price --features area,rooms --standardize \\
+      --learning-rate 0.1 --epochs 50 --validation-split 0.2 \\
+      --export models/houses/1 --save houses.keras --plot houses.png
+"""
+_EPILOG_PREDICT = """examples:
+  keras-linreg predict models/houses/1 new_houses.csv
+  keras-linreg predict houses.keras new_houses.csv --output predictions.csv
+"""
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage before its error; one line is enough.
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _positive_float(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text!r}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1), received {text!r}"
+        ) from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}")
+    return value
+
+
+def _names(text):
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated column names, received {text!r}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `keras-linreg` argument parser (no TensorFlow involved)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Linear regression y = x·slope + intercept, trained by plain SGD in Keras.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    demo = commands.add_parser(
+        "demo",
+        help="the tutorial end to end: y = x + N(0, 1), 100 full-batch epochs",
+        description="Reproduces the tutorial: x = linspace(0, 10, 100), y = x + N(0, 1), "
+        "slope and intercept from 0, full-batch gradient descent. Prints each epoch's loss, "
+        "the final parameters beside the least-squares optimum, and the epochs a standardized "
+        "run needs; writes TensorBoard logs, a PNG and a SavedModel.",
+        epilog=_EPILOG_DEMO,
+        formatter_class=formatter,
+    )
+    demo.add_argument("--epochs", type=_positive_int, default=100)
+    demo.add_argument("--learning-rate", type=_positive_float("learning rate"), default=0.01)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data's noise (default 0)")
+    demo.add_argument(
+        "--log-dir", help="TensorBoard run directory (default: a new logs/demo/<timestamp>)"
+    )
+    demo.add_argument("--out", default="out/demo", help="where the PNG and SavedModel go")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    train = commands.add_parser(
+        "train",
+        help="fit a CSV file's target column",
+        description="Fits TARGET = features · slope + intercept on a CSV file with a header row.",
+        epilog=_EPILOG_TRAIN,
+        formatter_class=formatter,
+    )
+    train.add_argument("data", metavar="DATA.csv")
+    train.add_argument("--target", required=True, metavar="COL")
+    train.add_argument(
+        "--features", type=_names, metavar="A,B,...", help="default: every other numeric column"
+    )
+    train.add_argument("--epochs", type=_positive_int, default=100)
+    train.add_argument("--learning-rate", type=_positive_float("learning rate"), default=0.01)
+    train.add_argument("--batch-size", type=_positive_int, help="default: the whole data")
+    train.add_argument("--validation-split", type=_fraction, default=0.0)
+    train.add_argument("--standardize", action="store_true", help="learn on standardized features")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--log-dir", help="TensorBoard run directory (default: logs/train/<time>)")
+    train.add_argument("--export", metavar="DIR", help="write a SavedModel here (must not exist)")
+    train.add_argument("--save", metavar="FILE.keras", help="write a .keras file (must not exist)")
+    train.add_argument("--plot", metavar="FILE.png", help="write a PNG of the fit and the loss")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict with a SavedModel directory or a .keras file",
+        description="Writes DATA.csv's columns plus a last column `prediction` as CSV. Columns "
+        "are matched by name to the features the model was trained on.",
+        epilog=_EPILOG_PREDICT,
+        formatter_class=formatter,
+    )
+    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument("data", metavar="DATA.csv")
+    predict.add_argument(
+        "--features", type=_names, metavar="A,B,...", help="for a model saved without names"
+    )
+    predict.add_argument("--output", metavar="FILE", help="default: standard output")
+    return parser
+
+
+def _check_paths(args) -> None:
+    """File checks that need no TensorFlow; raises UsageError."""
+    prog = f"{PROG} {args.command}"
+    for attribute in ("data", "model"):
+        path = getattr(args, attribute, None)
+        if path is not None and not os.path.exists(path):
+            raise UsageError(f"{prog}: error: {path}: no such file or directory")
+    if args.command == "predict":
+        if not (os.path.isdir(args.model) or args.model.endswith(".keras")):
+            raise UsageError(
+                f"{prog}: error: {args.model}: expected a SavedModel directory or a .keras file"
+            )
+    if args.command == "train":
+        for option in ("export", "save", "plot"):
+            path = getattr(args, option)
+            if path is not None and os.path.exists(path):
+                raise UsageError(
+                    f"{prog}: error: --{option} {path} already exists; choose a new path"
+                )
+        if args.save is not None and not args.save.endswith(".keras"):
+            raise UsageError(f"{prog}: error: --save expects a FILE.keras, received {args.save!r}")
+        if args.features is not None and args.target in args.features:
+            raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `keras-linreg`; returns the exit status (2 for bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check_paths(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+    from keras_linreg_cli import commands
+    from keras_linreg_cli.csv_table import DataError
+
+    try:
+        return commands.run(args)
+    except (DataError, commands.InputError) as error:
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 2

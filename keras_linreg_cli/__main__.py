@@ -1,0 +1,3 @@
+from keras_linreg_cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The `keras-linreg` subcommands: thin wrappers over `keras_linreg`.
+
+Imported only after the arguments were parsed and checked, because importing
+`keras_linreg` starts TensorFlow. Every input is validated before training
+starts, and every output is written atomically, so a bad input leaves nothing
+behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from keras_linreg_cli.csv_table import read_table, write_with_column
+
+
+class InputError(ValueError):
+    """Bad input found after TensorFlow started: one line on stderr, exit 2."""
+
+
+def run(args) -> int:
+    return {"demo": demo, "train": train, "predict": predict}[args.command](args)
+
+
+def demo(args) -> int:
+    from keras_linreg import demo as demo_lib
+
+    demo_lib.run_demo(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        log_dir=args.log_dir,
+        out=args.out,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+def train(args) -> int:
+    table = read_table(args.data, min_rows=2)
+    table.check_columns([args.target], what="--target column")
+    if args.features is not None:
+        table.check_columns(args.features, what="feature column")
+        features = args.features
+    else:
+        features = [name for name in table.numeric_columns() if name != args.target]
+        if not features:
+            raise InputError(f"{args.data}: no numeric feature column besides {args.target!r}")
+    x = table.numbers(features)
+    y = table.numbers([args.target])[:, 0]
+    train_rows = len(y) - int(len(y) * args.validation_split)
+    if train_rows < 2:
+        raise InputError(
+            f"--validation-split {args.validation_split} leaves {train_rows} of {len(y)} rows "
+            "for training; expected at least 2"
+        )
+
+    import keras_linreg
+    from keras_linreg.callbacks import new_run_dir
+    from keras_linreg.training import fit_regression, format_report, summarize
+
+    log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
+    model, history = fit_regression(
+        x.astype(np.float32),
+        y.astype(np.float32),
+        feature_names=features,
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_split=args.validation_split,
+        standardize=args.standardize,
+        seed=args.seed,
+        callbacks=[keras_linreg.ParameterLogger(log_dir)],
+        verbose=0 if args.quiet else "auto",
+    )
+    print(format_report(summarize(model, history, x[:train_rows], y[:train_rows])))
+    print(f"TensorBoard logs: {log_dir}")
+    if args.export:
+        keras_linreg.export_saved_model(model, args.export)
+        print(f"SavedModel: {args.export}")
+    if args.save:
+        keras_linreg.save_model(model, args.save)
+        print(f"Keras model: {args.save}")
+    if args.plot:
+        from keras_linreg.plotting import plot_fit
+
+        logs = history.history
+        plot_fit(
+            args.plot,
+            x[:train_rows],
+            y[:train_rows],
+            model.predict(x[:train_rows].astype(np.float32), verbose=0),
+            logs["loss"],
+            logs.get("val_loss"),
+            title=f"{args.target} ~ {', '.join(features)}",
+        )
+        print(f"Plot: {args.plot}")
+    return 0
+
+
+def predict(args) -> int:
+    table = read_table(args.data, min_rows=1)
+
+    from keras_linreg.export import load_predictor
+
+    try:
+        predict_fn, feature_names = load_predictor(args.model)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{args.model}: not a model this tool can load ({error})") from None
+    names = args.features or feature_names
+    if names is None:
+        raise InputError(f"{args.model} carries no feature names: pass --features A,B,...")
+    table.check_columns(list(names), what="feature column the model was trained on")
+    predictions = np.asarray(predict_fn(table.numbers(list(names)).astype(np.float32)))
+    if args.output:
+        directory = os.path.dirname(os.path.abspath(args.output))
+        temporary = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(args.output)}")
+        try:
+            with open(temporary, "w", newline="", encoding="utf-8") as stream:
+                write_with_column(stream, table, "prediction", predictions)
+            os.replace(temporary, args.output)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    else:
+        write_with_column(sys.stdout, table, "prediction", predictions)
+    return 0
