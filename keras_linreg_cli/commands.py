@@ -112,7 +112,12 @@ def predict(args) -> int:
     names = args.features or feature_names
     if names is None:
         raise InputError(f"{args.model} carries no feature names: pass --features A,B,...")
-    table.check_columns(list(names), what="feature column the model was trained on")
+    missing = [name for name in names if name not in table.header]
+    if missing:
+        raise InputError(
+            f"{args.data}: no column {missing[0]!r}, a feature the model was trained on "
+            f"(it needs {', '.join(names)}; the file has {', '.join(table.header)})"
+        )
     predictions = np.asarray(predict_fn(table.numbers(list(names)).astype(np.float32)))
     if args.output:
         directory = os.path.dirname(os.path.abspath(args.output))
