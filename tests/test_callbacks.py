@@ -525,3 +525,21 @@ def test_real_tensorboard_server_serves_the_series(tensorboard_server, trained_l
         assert steps == [0, 1, 2, 3], tag
         np.testing.assert_array_equal(logged, f32(values), err_msg=tag)
     np.testing.assert_array_equal(served("train", "epoch_loss")[1], f32(history["loss"]))
+
+
+def test_tensorboard_demo_script_logs_a_fresh_run(tmp_path, capsys):
+    """scripts/tensorboard_demo.py: the tutorial's fit into parent/<timestamp>/parameters."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "tensorboard_demo.py")
+    spec = importlib.util.spec_from_file_location("tensorboard_demo", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parent = tmp_path / "demo"
+    assert script.main(["--parent", str(parent), "--epochs", "3", "--image-every", "2"]) == 0
+    (run,) = os.listdir(parent)
+    series = read_run(str(parent / run / "parameters"))
+    assert set(series) == {"loss", "intercept", "slope", "learning_rate", "fit"}
+    assert scalars(series, "loss")[0] == [0, 1, 2]
+    assert [step for step, _ in series["fit"][1]] == [0, 2]
+    assert f"--logdir {parent}" in capsys.readouterr().out
