@@ -290,7 +290,9 @@ def _draw(data, slope, intercept, step):
             f"Received `data` with {x.shape[1]} features, but the model has "
             f"{slope.size}. Received: x.shape={x.shape}"
         )
-    y_pred = x @ slope + intercept
+    with np.errstate(invalid="ignore", over="ignore"):
+        # A diverged fit (inf/nan parameters) is drawn as missing points.
+        y_pred = x @ slope + intercept
     figure = Figure(figsize=(6, 4), dpi=80)
     canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -543,3 +543,20 @@ def test_tensorboard_demo_script_logs_a_fresh_run(tmp_path, capsys):
     assert scalars(series, "loss")[0] == [0, 1, 2]
     assert [step for step, _ in series["fit"][1]] == [0, 2]
     assert f"--logdir {parent}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n_features, image_tag", [(1, "fit"), (12, "predicted_vs_actual")])
+def test_a_diverging_run_is_logged_not_crashed(tmp_path, rng, n_features, image_tag):
+    """learning_rate far above 2/lambda_max: the loss overflows to inf; all of it is logged."""
+    x = (rng.normal(size=(50, n_features)) * 100).astype("float32")
+    y = x.sum(axis=1)
+    model = keras_linreg.LinearRegression(learning_rate=10.0)
+    model.compile()
+    logger = ParameterLogger(tmp_path, data=(x, y), image_every=1, histogram_min_features=1)
+    history = model.fit(x, y, batch_size=50, epochs=8, verbose=0, callbacks=[logger])
+    losses = np.array(history.history["loss"])
+    assert np.isfinite(losses[0]) and not np.isfinite(losses[-1])  # it really diverged
+    series = read_run(str(tmp_path / "parameters"))
+    np.testing.assert_array_equal(scalars(series, "loss")[1], f32(losses))  # nan == nan here
+    assert [step for step, _ in series["slopes"][1]] == list(range(8))
+    assert [step for step, _ in series[image_tag][1]] == list(range(8))
