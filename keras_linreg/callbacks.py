@@ -25,6 +25,9 @@ import tensorflow as tf
 # of its own, `log_dir/parameters`, which TensorBoard shows as a third run.
 PARAMETERS_RUN = "parameters"
 
+# Tags this callback writes itself; a Keras log of the same name is skipped.
+_OWN_TAGS = ("intercept", "slope", "learning_rate", "slopes", "fit", "predicted_vs_actual")
+
 # At most this many points are drawn in an image (evenly spaced rows).
 _MAX_IMAGE_POINTS = 2000
 
@@ -123,6 +126,9 @@ class ParameterLogger(keras.callbacks.Callback):
                 "keras_linreg.LinearRegression and needs its `get_parameters()`. "
                 f"Received: model={type(self.model).__name__}"
             )
+        n_features = getattr(self.model, "n_features", None)
+        if self._data is not None and n_features is not None:
+            _check_features(self._data[0], n_features)
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(epoch)
@@ -130,8 +136,11 @@ class ParameterLogger(keras.callbacks.Callback):
         slope, intercept = self.model.get_parameters()
         slope = np.asarray(slope, dtype=np.float64).reshape(-1)
         names = _slope_tags(slope.size, getattr(self.model, "feature_names", None))
-        own = {"intercept", "learning_rate", *names}
+        own = {*_OWN_TAGS, *names}
         learning_rate = _applied_learning_rate(self.model, logs)
+        # Everything that can fail runs before the first write: an epoch is
+        # logged whole or not at all.
+        image = _draw(self._data, slope, intercept, step) if self._image_due(step) else None
         writer = self._get_writer()
         with writer.as_default():
             for name, value in logs.items():
@@ -147,9 +156,8 @@ class ParameterLogger(keras.callbacks.Callback):
                 and slope.size >= self.histogram_min_features
             ):
                 tf.summary.histogram("slopes", slope, step=step)
-            if self._image_due(step):
+            if image is not None:
                 tag = "fit" if slope.size == 1 else "predicted_vs_actual"
-                image = _draw(self._data, slope, intercept, step)
                 tf.summary.image(tag, image[np.newaxis], step=step)
         writer.flush()
 
@@ -278,6 +286,14 @@ def _image_data(data):
     return x, y
 
 
+def _check_features(x, n_features):
+    if x.shape[1] != n_features:
+        raise ValueError(
+            f"Received `data` with {x.shape[1]} features, but the model has "
+            f"{n_features}. Received: x.shape={x.shape}"
+        )
+
+
 def _draw(data, slope, intercept, step):
     """Renders the fit at `step` as an RGBA uint8 array `(height, width, 4)`."""
     # The Agg canvas directly: no pyplot, so the user's backend is untouched.
@@ -285,11 +301,7 @@ def _draw(data, slope, intercept, step):
     from matplotlib.figure import Figure
 
     x, y = data
-    if x.shape[1] != slope.size:
-        raise ValueError(
-            f"Received `data` with {x.shape[1]} features, but the model has "
-            f"{slope.size}. Received: x.shape={x.shape}"
-        )
+    _check_features(x, slope.size)
     with np.errstate(invalid="ignore", over="ignore"):
         # A diverged fit (inf/nan parameters) is drawn as missing points.
         y_pred = x @ slope + intercept

@@ -380,13 +380,18 @@ def test_refuses_a_model_without_parameters(tmp_path):
         model.fit(np.ones((4, 1)), np.ones(4), verbose=0, callbacks=[ParameterLogger(tmp_path)])
 
 
-def test_data_with_the_wrong_number_of_features_raises(tmp_path, rng):
+@pytest.mark.parametrize("n_features", [None, 2])
+def test_data_with_the_wrong_number_of_features_raises(tmp_path, rng, n_features):
+    """Built model: refused at train begin; unbuilt: at the first epoch end. Nothing written."""
     x, y = two_feature_data(rng)
-    model = keras_linreg.LinearRegression()
+    model = keras_linreg.LinearRegression(n_features=n_features)
     model.compile()
+    recorder = WeightRecorder()
     logger = ParameterLogger(tmp_path, data=(x[:, :1], y), image_every=1)
     with pytest.raises(ValueError, match="1 features, but the model has 2"):
-        model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[logger, recorder])
+    assert recorder.epochs == []
+    assert not (tmp_path / "parameters").exists()
 
 
 # ------------------------------------------------------------ new_run_dir
