@@ -1,4 +1,4 @@
-"""Trains the tutorial's model with ParameterLogger into a fresh `logs/demo/<timestamp>`.
+"""Trains the tutorial's model with ParameterLogger into a fresh `logs/demo/run-<timestamp>`.
 
 Run from the repository root, then view the run:
 
@@ -28,7 +28,7 @@ def main(argv=None):
     from keras_linreg.demo import tutorial_data
 
     x, y = tutorial_data(seed=0)
-    log_dir = new_run_dir(args.parent, prefix="")
+    log_dir = new_run_dir(args.parent)
     model = keras_linreg.LinearRegression(learning_rate=args.learning_rate)
     model.compile()
     logger = keras_linreg.ParameterLogger(log_dir, data=(x, y), image_every=args.image_every)
