@@ -356,6 +356,29 @@ def test_writer_is_lazy_and_closed_at_train_end(tmp_path, tutorial_data):
     assert steps == [0, 1]
 
 
+class _ReadBack(keras.callbacks.Callback):
+    """Reads the run's event files at each epoch end, while the logger's writer is open."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir, self.seen = run_dir, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        series = read_run(self.run_dir) if os.path.isdir(self.run_dir) else {}
+        self.seen.append({tag: [step for step, _ in events] for tag, (_, events) in series.items()})
+
+
+def test_every_epoch_is_on_disk_when_it_ends(tmp_path, tutorial_data):
+    """Flushed each epoch: a reader right after the logger already sees the whole epoch."""
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression()
+    model.compile()
+    reader = _ReadBack(str(tmp_path / "parameters"))
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[ParameterLogger(tmp_path), reader])
+    tags = {"loss", "intercept", "slope", "learning_rate"}
+    assert reader.seen == [{tag: list(range(epoch + 1)) for tag in tags} for epoch in range(3)]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
