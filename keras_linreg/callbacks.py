@@ -71,7 +71,8 @@ class ParameterLogger(keras.callbacks.Callback):
         log_dir: Directory of this training run (e.g. from `new_run_dir()`).
             The callback writes to `log_dir/parameters` and nowhere else.
         data: Optional `(x, y)` for the images: `x` of shape `(n,)` or
-            `(n, n_features)` and `y` of shape `(n,)` or `(n, 1)`.
+            `(n, n_features)` and `y` of shape `(n,)` or `(n, 1)`. At most
+            2000 evenly spaced rows are drawn.
         image_every: Optional positive integer `K`: draw an image at epochs
             `0, K, 2K, ...` and at the last epoch. Needs `data`.
         histogram_min_features: Write the `slopes` histogram when the model
