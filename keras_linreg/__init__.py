@@ -5,6 +5,7 @@ from keras_linreg._environment import check_environment
 check_environment()
 
 from keras_linreg.closed_form import least_squares  # noqa: E402
+from keras_linreg.export import export_saved_model, load_predictor, save_model  # noqa: E402
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
 
@@ -13,5 +14,8 @@ __version__ = "0.1.0"
 __all__ = [
     "LearningRateState",
     "LinearRegression",
+    "export_saved_model",
     "least_squares",
+    "load_predictor",
+    "save_model",
 ]
