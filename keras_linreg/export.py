@@ -39,6 +39,7 @@ safe to delete, and TF Serving ignores it (not a numeric version).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -430,7 +431,14 @@ def _commit_file(tmp, target, overwrite):
 
 def _commit_dir(tmp, target):
     if not os.path.lexists(target):
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)
+        except OSError as error:  # another writer got there first
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise FileExistsError(
+                    f"Refusing to overwrite {target!r}, which appeared while exporting."
+                ) from error
+            raise
         return
     # Move the old one aside (into a fresh hidden directory, so the name is
     # free), put the new one in place, and only then delete the old one.

@@ -333,6 +333,21 @@ def test_save_model_overwrite_semantics(model_1d, tmp_path):
         keras_linreg.save_model(other, tmp_path / "dir.keras", overwrite=True)
 
 
+def test_model_checkpoint_still_works_with_the_overridden_save(tmp_path):
+    x = np.linspace(0, 1, 16, dtype="float32")
+    model = keras_linreg.LinearRegression(learning_rate=0.1)
+    model.compile()
+    path = tmp_path / "ckpt.keras"
+    model.fit(
+        x, 2 * x, batch_size=16, epochs=3, verbose=0,
+        callbacks=[keras.callbacks.ModelCheckpoint(path)],
+    )
+    assert _listing(tmp_path) == ["ckpt.keras"]
+    np.testing.assert_allclose(
+        keras.saving.load_model(path).get_parameters()[0], model.get_parameters()[0]
+    )
+
+
 def test_model_save_keeps_keras_paths_it_does_not_handle(model_1d, tmp_path):
     assert export_module._saves_atomically(tmp_path / "m.keras")
     assert not export_module._saves_atomically(tmp_path / "m.keras", zipped=False)
