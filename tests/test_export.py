@@ -164,6 +164,19 @@ def test_export_goes_through_the_models_call(tmp_path):
     np.testing.assert_allclose(predict_fn(x), 2.0 * (x.sum(axis=1) + 1.0), rtol=1e-6)
 
 
+def test_float64_model_still_serves_float32(tmp_path):
+    model = keras_linreg.LinearRegression(
+        n_features=2, dtype="float64", slope_initializer="ones", intercept_initializer="ones"
+    )
+    keras_linreg.export_saved_model(model, tmp_path / "m")
+    signature = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"]
+    assert signature.structured_input_signature[1]["x"].dtype == tf.float32
+    x = np.array([[0.25, 0.5], [1.0, -2.0]], "float32")
+    y = signature(x=tf.constant(x))["y"]
+    assert y.dtype == tf.float32
+    np.testing.assert_allclose(y.numpy(), x.sum(axis=1) + 1.0, rtol=1e-6)
+
+
 def test_model_export_is_verbose_by_default_like_keras(model_1d, tmp_path, capsys):
     model_1d.export(tmp_path / "m")
     out = capsys.readouterr().out
