@@ -16,12 +16,14 @@ units, is what is served). `serving_default` is the signature TF Serving and
 `tf.saved_model.load(path).serve(x)` and `keras.layers.TFSMLayer(path)` work
 as the Keras docs show.
 
-The feature names travel with the export as a non-trainable `tf.string`
-variable attribute of the root object, `feature_names`, of shape
-`(n_features,)`, or `(0,)` when the model has none (a variable, because
-`tf.saved_model.save` drops plain tensor attributes). Read them with
-`tf.saved_model.load(path).feature_names.numpy()`, or with `load_predictor`.
-No signature uses it, so TF Serving and `TFSMLayer` ignore it.
+The feature names travel with the export as a variable collection
+(`ExportArchive.add_variable_collection`) named `feature_names`: a list of
+one non-trainable `tf.string` variable of shape `(n_features,)`, or `(0,)`
+when the model has none (a variable, because `tf.saved_model.save` drops
+plain tensor attributes). Read them with
+`tf.saved_model.load(path).feature_names[0].numpy()`, or with
+`load_predictor`. No signature uses it, so TF Serving and `TFSMLayer` ignore
+it.
 
 Writes are atomic. A SavedModel (a directory) or a `.keras` file (a zip) is
 written under a hidden temporary name beside the target, `.NAME.tmp-HEX`,
@@ -65,7 +67,7 @@ def export_saved_model(model, path, overwrite=False, *, verbose=False):
     `y = model(x, training=False)`, i.e. `x · slope + intercept` for a
     `LinearRegression`. A `serve` endpoint returns the same tensor unnamed
     (the stock `model.export()` endpoint). `feature_names` travels as a
-    `tf.string` variable attribute (empty when the model has none).
+    variable collection (see the module docstring).
 
     The export is written to a temporary directory beside `path` and renamed
     into place, so `path` is never half-written (see the module docstring).
@@ -109,15 +111,14 @@ def export_saved_model(model, path, overwrite=False, *, verbose=False):
         archive.track(model)
         archive.add_endpoint(SERVING_SIGNATURE, serving_default, input_signature=[spec])
         archive.add_endpoint(_STOCK_ENDPOINT, serve, input_signature=[spec])
-        setattr(
-            archive._tf_trackable,  # the root object that tf.saved_model.save writes
-            FEATURE_NAMES_ATTRIBUTE,
-            tf.Variable(
-                tf.constant(names, dtype=tf.string, shape=[len(names)]),
-                trainable=False,
-                name=FEATURE_NAMES_ATTRIBUTE,
-            ),
+        # A variable because tf.saved_model.save drops plain tensor attributes;
+        # `add_variable_collection` is ExportArchive's public way to attach one.
+        names_variable = tf.Variable(
+            tf.constant(names, dtype=tf.string, shape=[len(names)]),
+            trainable=False,
+            name=FEATURE_NAMES_ATTRIBUTE,
         )
+        archive.add_variable_collection(FEATURE_NAMES_ATTRIBUTE, [names_variable])
         archive.write_out(tmp_dir, verbose=False)
 
     _write_atomically(target, write, overwrite=overwrite, kind="savedmodel")
@@ -263,11 +264,18 @@ def _load_saved_model(path):
         x = _as_matrix(x, n_features)
         return signature(**{input_name: tf.constant(x, input_spec.dtype)})[output_name].numpy()
 
-    names = None
-    variable = getattr(loaded, FEATURE_NAMES_ATTRIBUTE, None)
-    if isinstance(variable, tf.Variable) and variable.dtype == tf.string:
-        names = tuple(n.decode("utf-8") for n in variable.numpy()) or None
-    return predict_fn, names
+    return predict_fn, _saved_feature_names(loaded)
+
+
+def _saved_feature_names(loaded):
+    """The `feature_names` collection written by `export_saved_model`, or None."""
+    collection = getattr(loaded, FEATURE_NAMES_ATTRIBUTE, None)
+    if not isinstance(collection, (list, tuple)) or len(collection) != 1:
+        return None  # e.g. a stock `model.export()`
+    variable = collection[0]
+    if not isinstance(variable, tf.Variable) or variable.dtype != tf.string:
+        return None
+    return tuple(name.decode("utf-8") for name in variable.numpy()) or None
 
 
 def _load_keras_file(path):

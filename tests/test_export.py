@@ -143,10 +143,10 @@ def test_feature_names_round_trip(model_3d, model_1d, tmp_path):
     keras_linreg.export_saved_model(model_1d, tmp_path / "unnamed")
 
     loaded = tf.saved_model.load(str(tmp_path / "named"))
-    assert [n.decode() for n in loaded.feature_names.numpy()] == ["age", "height", "weight"]
+    assert [n.decode() for n in loaded.feature_names[0].numpy()] == ["age", "height", "weight"]
     assert keras_linreg.load_predictor(tmp_path / "named")[1] == ("age", "height", "weight")
 
-    assert tf.saved_model.load(str(tmp_path / "unnamed")).feature_names.shape == (0,)
+    assert tf.saved_model.load(str(tmp_path / "unnamed")).feature_names[0].shape == (0,)
     assert keras_linreg.load_predictor(tmp_path / "unnamed")[1] is None
 
 
