@@ -6,6 +6,7 @@ check_environment()
 
 from keras_linreg.callbacks import ParameterLogger  # noqa: E402
 from keras_linreg.closed_form import least_squares  # noqa: E402
+from keras_linreg.export import export_saved_model, load_predictor, save_model  # noqa: E402
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
 
@@ -15,5 +16,8 @@ __all__ = [
     "LearningRateState",
     "LinearRegression",
     "ParameterLogger",
+    "export_saved_model",
     "least_squares",
+    "load_predictor",
+    "save_model",
 ]

@@ -375,6 +375,43 @@ class LinearRegression(keras.Model):
             )
         return cls(**config)
 
+    # ---------------------------------------------------- export and saving
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               overwrite=False, **kwargs):
+        """Exports a SavedModel with the signature `x` -> `y`, atomically.
+
+        `format="tf_saved_model"` goes to `keras_linreg.export_saved_model`
+        (signature `serving_default`: `x` float32 `[None, n_features]` ->
+        `y` float32 `[None]`, plus the stock `serve` endpoint; refuses an
+        existing `filepath` unless `overwrite=True`). Other formats are
+        Keras' own `export`.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose,
+                                  input_signature=input_signature, **kwargs)
+        if input_signature is not None or kwargs:
+            raise ValueError(
+                "LinearRegression.export writes its own signature (`x` -> `y`) and takes "
+                "no `input_signature` or backend options. Received: "
+                f"input_signature={input_signature!r}, kwargs={sorted(kwargs)}"
+            )
+        from keras_linreg.export import export_saved_model
+
+        export_saved_model(self, filepath, overwrite=overwrite,
+                           verbose=True if verbose is None else verbose)
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """`keras.Model.save`, but local `.keras` files are written atomically.
+
+        See `keras_linreg.save_model`. `overwrite=False` raises
+        `FileExistsError` for an existing file instead of prompting.
+        """
+        from keras_linreg import export as export_module
+
+        if not export_module._saves_atomically(filepath, zipped):  # .h5, hf://, file objects
+            return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+        export_module.save_model(self, filepath, overwrite=overwrite, **kwargs)
+
 
 def _is_mse(loss):
     if loss is None:
