@@ -202,7 +202,10 @@ def adapt(model, data, steps=None):
         raise ValueError("Received empty data: `adapt()` needs at least one row.")
     mean, std = moments.statistics()
     if not model.built:
-        model.build((None, len(mean)))
+        # Under the strategy the model was created in, so the weights are
+        # mirrored like those `fit` would build.
+        with model.distribute_strategy.scope():
+            model.build((None, len(mean)))
     if len(mean) != model.n_features:
         raise ValueError(
             f"Received data with {len(mean)} features, but this model has "
