@@ -5,6 +5,7 @@ from keras_linreg._environment import check_environment
 check_environment()
 
 from keras_linreg.closed_form import least_squares  # noqa: E402
+from keras_linreg.convergence import epochs_to_optimum  # noqa: E402
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
 
@@ -13,5 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "LearningRateState",
     "LinearRegression",
+    "epochs_to_optimum",
     "least_squares",
 ]

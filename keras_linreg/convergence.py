@@ -117,7 +117,7 @@ def gradient_descent_epochs(
     return None
 
 
-def largest_stable_learning_rate(x, standardize=False, sample_weight=None) -> float:
+def _largest_stable_learning_rate(x, standardize=False, sample_weight=None) -> float:
     """`2 / λmax` of the loss Hessian: full-batch GD diverges at or above it.
 
     The Hessian of `sum(s * (z · w + b - y)**2) / n` in `(w, b)` is
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     raw_eigenvalues = _hessian_eigenvalues(x)
     raw_limit = 2.0 / raw_eigenvalues[-1]
     raw_best = 2.0 / raw_eigenvalues.sum()  # 2 / (λmin + λmax): fastest fixed rate
-    std_limit = largest_stable_learning_rate(x, standardize=True)
+    std_limit = _largest_stable_learning_rate(x, standardize=True)
     print(
         f"tutorial data (seed {args.seed}): raw Hessian condition number "
         f"{raw_eigenvalues[-1] / raw_eigenvalues[0]:.1f}, stable for lr < {raw_limit:.5f}; "

@@ -9,6 +9,10 @@ from keras_linreg import standardization
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
+_NOT_BUILT = (
+    "`{name}` does not exist before the LinearRegression model is built: fit it, "
+    "call it on data, or construct it with `n_features=`."
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_linreg")
@@ -367,6 +371,8 @@ class LinearRegression(keras.Model):
         The trainable variable itself with `standardize=False`; with True, a
         read-only tensor `w / std` derived from `standardized_slope`.
         """
+        if not self.built:
+            raise AttributeError(_NOT_BUILT.format(name="slope"))
         if self.standardize:
             return standardization.raw_slope(self)
         return self._trainable_slope
@@ -378,6 +384,8 @@ class LinearRegression(keras.Model):
         The trainable variable itself with `standardize=False`; with True, a
         read-only tensor `b - Σ w · mean / std`.
         """
+        if not self.built:
+            raise AttributeError(_NOT_BUILT.format(name="intercept"))
         if self.standardize:
             return standardization.raw_intercept(self)
         return self._trainable_intercept

@@ -114,6 +114,9 @@ def test_features_of_very_different_scales_converge_only_standardized():
     # The 1e-3-scale feature's slope has barely left 0 (optimum ≈ 500).
     assert abs(raw_slope[0]) < 0.01 * abs(optimum[0][0])
 
+    # The float64 reference of the same algorithm gets within 1e-4 in raw units.
+    assert gradient_descent_epochs(x, y, 0.5, standardize=True, max_epochs=10) is not None
+
     model = _model(learning_rate=0.5, standardize=True)
     _fit(model, x, y, epochs=30)
     slope, intercept = model.get_parameters()
@@ -455,3 +458,11 @@ def test_statistics_are_global_under_mirrored_strategy(tutorial_data):
         w, b = w - 0.1 * 2 * z.T @ r / 100, b - 0.1 * 2 * r.mean()
     np.testing.assert_allclose(out["slope"], w / std, rtol=1e-5)
     np.testing.assert_allclose(out["intercept"], b - np.sum(w * mean / std), rtol=1e-5)
+
+
+def test_raw_parameters_before_build_raise_attribute_error():
+    for standardize in (False, True):
+        model = keras_linreg.LinearRegression(standardize=standardize)
+        assert not hasattr(model, "slope")
+        with pytest.raises(AttributeError, match="n_features="):
+            model.intercept  # noqa: B018
