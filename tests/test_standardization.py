@@ -89,12 +89,14 @@ def test_standardized_steps_match_hand_written_float64_loop(tutorial_data):
 
 def test_epochs_to_optimum_matches_float64_reference(tutorial_data):
     x, y = tutorial_data
-    reference = gradient_descent_epochs(x, y, 0.1, standardize=True)
-    assert reference is not None and 10 < reference < 100
-    assert epochs_to_optimum(_model(learning_rate=0.1, standardize=True), x, y) == reference
+    reference = gradient_descent_epochs(x, y, 0.3, standardize=True)
+    assert reference is not None and 5 < reference < 50
+    assert epochs_to_optimum(_model(learning_rate=0.3, standardize=True), x, y) == reference
     # The raw tutorial rate needs far more epochs, and max_epochs is honoured.
     assert gradient_descent_epochs(x, y, 0.01) > 10 * reference
-    assert epochs_to_optimum(_model(learning_rate=0.01), x, y, max_epochs=20) is None
+    model = _model(learning_rate=0.01)
+    assert epochs_to_optimum(model, x, y, max_epochs=3) is None
+    assert model.optimizer.iterations.numpy() == 3
 
 
 def test_features_of_very_different_scales_converge_only_standardized():
@@ -466,3 +468,24 @@ def test_raw_parameters_before_build_raise_attribute_error():
         assert not hasattr(model, "slope")
         with pytest.raises(AttributeError, match="n_features="):
             model.intercept  # noqa: B018
+
+
+def test_readme_table_matches_the_numpy_measurement(capsys):
+    """The README's float64 column is what `python -m keras_linreg.convergence` prints."""
+    from keras_linreg import convergence
+
+    assert convergence.main(["--no-model"]) == 0
+    printed = {}
+    for line in capsys.readouterr().out.splitlines():
+        fields = line.split()
+        if fields and fields[0] in ("raw", "standardized"):
+            printed[(fields[0], float(fields[1]))] = fields[2]
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme.split("## Standardized features")[1].split("\n## ")[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| raw")
+            or line.startswith("| standardized")]
+    assert len(rows) == len(printed) == 9
+    for row in rows:
+        features, rate, numpy_epochs = row[1].strip(), float(row[2].split()[0]), row[3].strip()
+        assert printed[(features, rate)] == numpy_epochs
