@@ -489,3 +489,32 @@ def test_readme_table_matches_the_numpy_measurement(capsys):
     for row in rows:
         features, rate, numpy_epochs = row[1].strip(), float(row[2].split()[0]), row[3].strip()
         assert printed[(features, rate)] == numpy_epochs
+
+
+def test_raw_mapping_reproduces_predictions_with_several_features(rng):
+    x = rng.normal([5.0, -300.0, 0.02], [2.0, 50.0, 0.001], size=(64, 3)).astype("float32")
+    model = _model(standardize=True)
+    model.adapt(x)
+    w = np.array([0.7, -1.3, 2.1])
+    b = 0.4
+    model._trainable_slope.assign(w.astype("float32"))
+    model._trainable_intercept.assign(np.float32(b))
+    mean, std = x.astype(np.float64).mean(axis=0), x.astype(np.float64).std(axis=0)
+    slope, intercept = model.get_parameters()
+    np.testing.assert_allclose(slope, w / std, rtol=1e-6)
+    np.testing.assert_allclose(intercept, b - np.sum(w * mean / std), rtol=1e-6)
+    x64 = x.astype(np.float64)
+    expected = ((x64 - mean) / std) @ w + b
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(x64 @ slope + intercept, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_adapt_refuses_a_distributed_dataset():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    dataset = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices(np.arange(8.0)).batch(4)
+    )
+    model = _model(standardize=True, n_features=1)
+    with pytest.raises(ValueError, match="undistributed"):
+        model.adapt(dataset)
+    assert int(model.adapted_rows.numpy()) == 0
