@@ -141,8 +141,9 @@ def adapt(model, data, steps=None):
     """Sets the model's statistics from `data`, keeping its predictions.
 
     One pass over `data` accumulates, per feature and in float64, the row
-    count, mean and sum of squared deviations (Chan et al.'s pairwise update,
-    so batches of any size combine exactly), and the minimum and maximum (a
+    count, mean and sum of squared deviations (Chan et al.'s pairwise update:
+    numerically stable, and the same up to rounding however the rows are
+    batched), and the minimum and maximum (a
     feature is constant when they are equal). The trainable weights are then
     re-expressed in the new coordinates,
 
