@@ -7,6 +7,7 @@ check_environment()
 from keras_linreg.callbacks import ParameterLogger  # noqa: E402
 from keras_linreg.closed_form import least_squares  # noqa: E402
 from keras_linreg.export import export_saved_model, load_predictor, save_model  # noqa: E402
+from keras_linreg.convergence import epochs_to_optimum  # noqa: E402
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
 
@@ -17,6 +18,7 @@ __all__ = [
     "LinearRegression",
     "ParameterLogger",
     "export_saved_model",
+    "epochs_to_optimum",
     "least_squares",
     "load_predictor",
     "save_model",

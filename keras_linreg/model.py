@@ -5,9 +5,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_linreg import standardization
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
+_NOT_BUILT = (
+    "`{name}` does not exist before the LinearRegression model is built: fit it, "
+    "call it on data, or construct it with `n_features=`."
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_linreg")
@@ -63,6 +68,13 @@ class LinearRegression(keras.Model):
         feature_names: Optional sequence of `n_features` column names. They
             travel with `.keras` files and exports, and name the slopes in
             logs and reports.
+        standardize: If True, learn on standardized features
+            `(x - mean) / std`, with statistics from `model.adapt(x)` or the
+            first `fit` on arrays; `slope` and `intercept` are then read-only
+            raw-unit values derived from the trainable `standardized_slope`
+            `w` and `standardized_intercept` `b`: `slope = w / std`,
+            `intercept = b - Σ w · mean / std` (see
+            `keras_linreg/standardization.py`). Defaults to False.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Example:
@@ -87,9 +99,16 @@ class LinearRegression(keras.Model):
         slope_initializer="zeros",
         intercept_initializer="zeros",
         feature_names=None,
+        standardize=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(standardize, bool):
+            raise ValueError(
+                "Received an invalid value for `standardize`, expected a bool. "
+                f"Received: standardize={standardize!r}"
+            )
+        self.standardize = standardize
         if n_features is not None and (
             isinstance(n_features, bool)
             or not isinstance(n_features, int)
@@ -151,18 +170,25 @@ class LinearRegression(keras.Model):
         # "only_first_replica": every replica applies the same all-reduced
         # update, so under tf.distribute the first replica's value is the
         # value (an exact broadcast; "mean" would round for 3 replicas).
-        self.slope = self.add_weight(
-            name="slope",
+        # The trainable weights act on the features the model learns on:
+        # raw, or standardized (then the statistics are weights too).
+        slope_name, intercept_name = standardization.trainable_weight_names(self.standardize)
+        self._trainable_slope = self.add_weight(
+            name=slope_name,
             shape=(n_features,),
             initializer=self.slope_initializer,
             aggregation="only_first_replica",
         )
-        self.intercept = self.add_weight(
-            name="intercept",
+        self._trainable_intercept = self.add_weight(
+            name=intercept_name,
             shape=(),
             initializer=self.intercept_initializer,
             aggregation="only_first_replica",
         )
+        if self.standardize:
+            self.feature_mean, self.feature_std, self.adapted_rows = (
+                standardization.add_statistics(self, n_features)
+            )
         self.built = True
 
     # ------------------------------------------------------------- inference
@@ -183,7 +209,9 @@ class LinearRegression(keras.Model):
                 f"n_features={self.n_features}: expected shape "
                 f"`(n, {self.n_features})`. Received: x.shape={tuple(x.shape)}"
             )
-        return tf.linalg.matvec(x, self.slope) + self.intercept
+        if self.standardize:
+            x = standardization.standardize(self, x)
+        return tf.linalg.matvec(x, self._trainable_slope) + self._trainable_intercept
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],)
@@ -278,6 +306,11 @@ class LinearRegression(keras.Model):
         return rate
 
     # -------------------------------------------------------------- training
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # Standardization: statistics of in-memory `x` if not yet adapted.
+        standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
+        return super().fit(x, y, *args, **kwargs)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
@@ -285,7 +318,7 @@ class LinearRegression(keras.Model):
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)  # builds the weights on first use
             local_sse, local_n = self._sum_of_squared_errors(y, y_pred, sample_weight)
-        variables = [self.slope, self.intercept]
+        variables = self._trainable_parameters
 
         # 2. Gradients of the global-batch loss sse / n: sum the replicas'
         #    sse, row counts and d(sse)/dw in one all-reduce, then divide.
@@ -331,9 +364,51 @@ class LinearRegression(keras.Model):
         )
 
     # ------------------------------------------------------------ parameters
+    @property
+    def slope(self):
+        """The slope in raw units, `(n_features,)`.
+
+        The trainable variable itself with `standardize=False`; with True, a
+        read-only tensor `w / std` derived from `standardized_slope`.
+        """
+        if not self.built:
+            raise AttributeError(_NOT_BUILT.format(name="slope"))
+        if self.standardize:
+            return standardization.raw_slope(self)
+        return self._trainable_slope
+
+    @property
+    def intercept(self):
+        """The intercept in raw units, `()`.
+
+        The trainable variable itself with `standardize=False`; with True, a
+        read-only tensor `b - Σ w · mean / std`.
+        """
+        if not self.built:
+            raise AttributeError(_NOT_BUILT.format(name="intercept"))
+        if self.standardize:
+            return standardization.raw_intercept(self)
+        return self._trainable_intercept
+
+    @property
+    def _trainable_parameters(self):
+        """The variables `train_step` updates: `[slope, intercept]` as learned."""
+        return [self._trainable_slope, self._trainable_intercept]
+
+    def adapt(self, data, steps=None):
+        """Sets the feature statistics of a `standardize=True` model.
+
+        See `keras_linreg.standardization.adapt`: one pass over an array or a
+        batched `tf.data.Dataset` yielding `x` or `(x, y[, sample_weight])`;
+        predictions and raw-unit parameters are unchanged by it.
+        """
+        standardization.adapt(self, data, steps=steps)
+
     def get_parameters(self):
-        """Returns `(slope, intercept)` as float64 NumPy values."""
+        """Returns `(slope, intercept)` in raw units as float64 NumPy values."""
         self._check_built("get_parameters")
+        if self.standardize:
+            return standardization.raw_parameters(self)
         return (
             keras.ops.convert_to_numpy(self.slope).astype("float64"),
             float(keras.ops.convert_to_numpy(self.intercept)),
@@ -363,6 +438,7 @@ class LinearRegression(keras.Model):
                 self.intercept_initializer
             ),
             "feature_names": list(self.feature_names) if self.feature_names else None,
+            "standardize": self.standardize,
         }
         return {**base_config, **config}
 
