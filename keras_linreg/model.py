@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_linreg import _keras_internals
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
@@ -295,7 +296,7 @@ class LinearRegression(keras.Model):
 
         # 3. Update: plain SGD, the same on every replica.
         learning_rate = tf.cast(self.optimizer.learning_rate, self.dtype)
-        for variable, gradient in zip(variables, grads):
+        for variable, gradient in zip(variables, grads, strict=True):
             variable.assign_sub(learning_rate * gradient)
         self.optimizer.iterations.assign_add(1)
 
@@ -326,8 +327,16 @@ class LinearRegression(keras.Model):
         y = _as_vector(y, "y", self.compute_dtype)
         if sample_weight is not None:
             sample_weight = _as_vector(sample_weight, "sample_weight", self.compute_dtype)
-        return self.compute_metrics(
+        logs = self.compute_metrics(
             None, y[:, tf.newaxis], y_pred[:, tf.newaxis], sample_weight=sample_weight
+        )
+        return _keras_internals.reducible_logs(logs)  # for MultiWorkerMirroredStrategy
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' own all-reduces the first input batch, which fails under
+        # MultiWorkerMirroredStrategy and for uneven splits: see _keras_internals.
+        return _keras_internals.maybe_symbolic_build(
+            super()._maybe_symbolic_build, self.distribute_strategy, iterator, data_batch
         )
 
     # ------------------------------------------------------------ parameters
