@@ -45,8 +45,12 @@ def run_fit(
     learning_rate=0.02,
     features=2,
     seed=0,
+    shuffle_seed=None,
 ):
     """Fits a fresh model in the current strategy's scope and returns what it did.
+
+    With `shuffle_seed`, `keras.utils.set_random_seed(shuffle_seed)` runs first
+    and `fit` shuffles; otherwise it does not shuffle.
 
     Returns a JSON-able dict: `history` (per-epoch `loss`, `rmse`, `val_loss`,
     `val_rmse`), `slope`, `intercept`, `iterations`, `evaluate` (the dict of
@@ -59,6 +63,8 @@ def run_fit(
 
     x, y, weights = make_data(rows, features, seed, sample_weight)
     x_val, y_val, _ = make_data(50, features, seed + 1)
+    if shuffle_seed is not None:
+        keras.utils.set_random_seed(shuffle_seed)
     strategy = tf_distribute_strategy()
     with strategy.scope():
         model = keras_linreg.LinearRegression(learning_rate=learning_rate)
@@ -69,7 +75,7 @@ def run_fit(
         sample_weight=weights,
         batch_size=batch_size,
         epochs=epochs,
-        shuffle=False,
+        shuffle=shuffle_seed is not None,
         validation_data=(x_val, y_val),
         verbose=0,
     )

@@ -42,6 +42,9 @@ RUNS = (
     {"rows": 200, "batch_size": 61, "epochs": 3, "sample_weight": False},
     {"rows": 184, "batch_size": 61, "epochs": 3, "sample_weight": True},
 )
+# Shuffled: each worker shuffles its own copy of the data, so the workers need
+# the same seed to agree on the global batches (and then match one process).
+SHUFFLED_RUN = {"rows": 200, "batch_size": 61, "epochs": 3, "shuffle_seed": 7}
 TIMEOUT = 300  # seconds per group of child processes; a healthy run takes 20-60 s
 RTOL = 1e-5
 # Predictions and the intercept can be close to 0, where a relative tolerance
@@ -51,7 +54,7 @@ ATOL = 1e-6
 
 @pytest.fixture(scope="module")
 def reference():
-    """The single-device runs (no strategy), in this process."""
+    """The single-device runs of RUNS (no strategy), in this process."""
     return [distributed_worker.run_fit(**run) for run in RUNS]
 
 
@@ -187,8 +190,11 @@ def free_ports(count):
 
 def test_two_worker_processes_match_one_process(reference, tmp_path):
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    config = {"strategy": "multi_worker", "runs": list(RUNS)}
-    commands = [
+    runs = [*RUNS, SHUFFLED_RUN]
+    config = {"strategy": "multi_worker", "runs": runs}
+    # The shuffled run's reference sets the global random seed: it runs in a
+    # child process of its own (no strategy), beside the two workers.
+    commands = [worker_command({"strategy": "none", "runs": [SHUFFLED_RUN]})] + [
         worker_command(
             config,
             TF_CONFIG=json.dumps(
@@ -197,8 +203,9 @@ def test_two_worker_processes_match_one_process(reference, tmp_path):
         )
         for index in range(2)
     ]
-    outputs = run_children(commands, tmp_path)
+    shuffled_reference, *outputs = run_children(commands, tmp_path)
+    expected_results = [*reference, *shuffled_reference["results"]]
     for index, output in enumerate(outputs):
         assert output["replicas"] == 2
-        for run, actual, expected in zip(RUNS, output["results"], reference, strict=True):
+        for run, actual, expected in zip(runs, output["results"], expected_results, strict=True):
             assert_same_run(actual, expected, f"worker {index}, {run}")
