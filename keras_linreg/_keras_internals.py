@@ -43,7 +43,7 @@ import tensorflow as tf
 from keras.src.backend.tensorflow.trainer import _collective_all_reduce_multi_worker
 
 
-def maybe_symbolic_build(keras_maybe_symbolic_build, strategy, iterator=None, data_batch=None):
+def maybe_symbolic_build(model, keras_maybe_symbolic_build, iterator=None, data_batch=None):
     """Calls Keras' `_maybe_symbolic_build` on one replica's first batch.
 
     Private Keras API (1): `LinearRegression._maybe_symbolic_build` overrides
@@ -59,18 +59,56 @@ def maybe_symbolic_build(keras_maybe_symbolic_build, strategy, iterator=None, da
     Args:
         keras_maybe_symbolic_build: The parent class' bound
             `_maybe_symbolic_build`.
-        strategy: The model's `distribute_strategy`.
+        model: The model (its `distribute_strategy`, `steps_per_execution`
+            and `jit_compile` are read).
         iterator: As in Keras: the `EpochIterator` of `fit`/`evaluate`.
         data_batch: As in Keras: one batch (`train_on_batch`).
 
     Returns:
         What Keras' method returns (None).
+
+    Raises:
+        ValueError: for `steps_per_execution > 1` or `jit_compile=True` with
+            more than one replica, which Keras 3.15 cannot run (see
+            `_check_step_options`).
     """
+    strategy = model.distribute_strategy
+    _check_step_options(model, strategy)
     if iterator is not None:
         iterator = _FirstReplicaBatches(iterator, strategy)
     if data_batch is not None:
         data_batch = first_replica_batch(data_batch, strategy)
     return keras_maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+def _check_step_options(model, strategy):
+    """Refuses, before any step runs, what Keras 3.15 fails at under tf.distribute.
+
+    With more than one replica, Keras' `steps_per_execution > 1` loop fails
+    for every model (stock `Dense` + SGD included: "You must feed a value for
+    placeholder tensor ... while/cond/Placeholder"), and `jit_compile=True`
+    compiles the whole `strategy.run` with XLA, which cannot reach the other
+    replicas' variables. `jit_compile="auto"` (the default) already turns XLA
+    off under a strategy.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if replicas < 2:
+        return
+    if model.steps_per_execution > 1:
+        raise ValueError(
+            "Received steps_per_execution="
+            f"{model.steps_per_execution} under a tf.distribute strategy with "
+            f"{replicas} replicas: Keras 3.15 cannot run several steps per "
+            "execution under tf.distribute (for any model). Expected "
+            "steps_per_execution=1 (the default) in `compile()`."
+        )
+    if model.jit_compile:
+        raise ValueError(
+            f"Received jit_compile=True under a tf.distribute strategy with {replicas} "
+            "replicas: XLA cannot compile the distributed step in Keras 3.15. Expected "
+            'jit_compile="auto" (the default, which disables XLA under a strategy) or '
+            "False in `compile()`."
+        )
 
 
 class _FirstReplicaBatches:

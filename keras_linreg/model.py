@@ -336,7 +336,7 @@ class LinearRegression(keras.Model):
         # Keras' own all-reduces the first input batch, which fails under
         # MultiWorkerMirroredStrategy and for uneven splits: see _keras_internals.
         return _keras_internals.maybe_symbolic_build(
-            super()._maybe_symbolic_build, self.distribute_strategy, iterator, data_batch
+            self, super()._maybe_symbolic_build, iterator, data_batch
         )
 
     # ------------------------------------------------------------ parameters

@@ -14,6 +14,7 @@ Config keys:
         cluster comes from the `TF_CONFIG` environment variable).
     devices: Number of logical CPU devices to split the CPU into (default 1).
     runs: List of runs, each a dict of `run_fit` keyword arguments.
+    refusals: If true, also report `refused_compile_options()`.
 
 The last line on stdout is `{"results": [...]}`, one `run_fit` result per run.
 """
@@ -94,6 +95,29 @@ def run_fit(
     }
 
 
+def refused_compile_options():
+    """Fits with options Keras cannot run under a strategy; returns the errors.
+
+    Returns:
+        `{option: "ExceptionType: message"}` for `steps_per_execution=2` and
+        `jit_compile=True` (`"no error"` if `fit` went through).
+    """
+    import keras_linreg
+
+    x, y, _ = make_data(40)
+    errors = {}
+    for option in ({"steps_per_execution": 2}, {"jit_compile": True}):
+        with tf_distribute_strategy().scope():
+            model = keras_linreg.LinearRegression()
+            model.compile(**option)
+        try:
+            model.fit(x, y, batch_size=20, epochs=1, verbose=0)
+            errors[next(iter(option))] = "no error"
+        except Exception as error:  # reported to the test, which checks it
+            errors[next(iter(option))] = f"{type(error).__name__}: {error}"
+    return errors
+
+
 _STRATEGY = None
 
 
@@ -125,8 +149,10 @@ def main(argv=None):
     elif kind != "none":
         raise ValueError(f"Unknown strategy: {kind!r}")
     replicas = _STRATEGY.num_replicas_in_sync if _STRATEGY else 1
-    results = [run_fit(**run) for run in config["runs"]]
-    print(json.dumps({"replicas": replicas, "results": results}), flush=True)
+    output = {"replicas": replicas, "results": [run_fit(**run) for run in config["runs"]]}
+    if config.get("refusals"):
+        output["refusals"] = refused_compile_options()
+    print(json.dumps(output), flush=True)
 
 
 if __name__ == "__main__":

@@ -165,13 +165,23 @@ def worker_command(config, **env):
 
 def test_mirrored_over_2_and_3_cpu_devices_matches_one_device(reference, tmp_path):
     configs = [
-        {"strategy": "mirrored", "devices": devices, "runs": list(RUNS)} for devices in (2, 3)
+        {"strategy": "mirrored", "devices": devices, "runs": list(RUNS), "refusals": devices == 2}
+        for devices in (2, 3)
     ]
     outputs = run_children([worker_command(c) for c in configs], tmp_path)
     for config, output in zip(configs, outputs, strict=True):
         assert output["replicas"] == config["devices"]
         for run, actual, expected in zip(RUNS, output["results"], reference, strict=True):
             assert_same_run(actual, expected, f"{config['devices']} replicas, {run}")
+    # What Keras 3.15 cannot run under a strategy is refused before any step,
+    # naming the argument.
+    refusals = outputs[0]["refusals"]
+    assert refusals["steps_per_execution"].startswith(
+        "ValueError: Received steps_per_execution=2 under a tf.distribute strategy with 2 "
+    ), refusals
+    assert refusals["jit_compile"].startswith(
+        "ValueError: Received jit_compile=True under a tf.distribute strategy with 2 "
+    ), refusals
 
 
 def free_ports(count):

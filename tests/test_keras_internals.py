@@ -93,3 +93,14 @@ def test_reducible_logs_leaves_logs_alone_without_multi_worker():
 def test_first_replica_batch_leaves_local_batches_alone(batch):
     result = _keras_internals.first_replica_batch(batch, tf.distribute.get_strategy())
     assert tf.nest.flatten(result)[0] is tf.nest.flatten(batch)[0]
+
+
+def test_step_options_refused_under_strategies_still_work_on_one_device():
+    # `_check_step_options` only refuses them with more than one replica.
+    x = np.linspace(0, 1, 8, dtype="float32")
+    for option in ({"steps_per_execution": 2}, {"jit_compile": True}):
+        model = keras_linreg.LinearRegression(learning_rate=0.1)
+        model.compile(**option)
+        history = model.fit(x, 2 * x, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        assert model.optimizer.iterations.numpy() == 4, option
+        assert history.history["loss"][1] < history.history["loss"][0], option
