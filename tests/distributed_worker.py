@@ -47,15 +47,18 @@ def run_fit(
     features=2,
     seed=0,
     shuffle_seed=None,
+    evaluate_first=False,
 ):
     """Fits a fresh model in the current strategy's scope and returns what it did.
 
     With `shuffle_seed`, `keras.utils.set_random_seed(shuffle_seed)` runs first
-    and `fit` shuffles; otherwise it does not shuffle.
+    and `fit` shuffles; otherwise it does not shuffle. With `evaluate_first`,
+    the unbuilt model is first evaluated (and so built) on the validation data.
 
     Returns a JSON-able dict: `history` (per-epoch `loss`, `rmse`, `val_loss`,
     `val_rmse`), `slope`, `intercept`, `iterations`, `evaluate` (the dict of
-    `model.evaluate` on the training data) and `predict` (predictions on the
+    `model.evaluate` on the training data), `initial_evaluate` (the dict of
+    the evaluation before `fit`, or empty) and `predict` (predictions on the
     first 130 rows, 3 batches of at most 61).
     """
     import keras
@@ -70,6 +73,9 @@ def run_fit(
     with strategy.scope():
         model = keras_linreg.LinearRegression(learning_rate=learning_rate)
         model.compile(metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+    initial = {}
+    if evaluate_first:
+        initial = model.evaluate(x_val, y_val, batch_size=batch_size, verbose=0, return_dict=True)
     history = model.fit(
         x,
         y,
@@ -91,6 +97,7 @@ def run_fit(
         "intercept": intercept,
         "iterations": int(model.optimizer.iterations.numpy()),
         "evaluate": {k: float(v) for k, v in evaluation.items()},
+        "initial_evaluate": {k: float(v) for k, v in initial.items()},
         "predict": np.asarray(predictions, dtype="float64").tolist(),
     }
 

@@ -39,7 +39,7 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 # Uneven splits everywhere; the second run also has sample weights and a
 # 1-row last batch (184 = 3 * 61 + 1).
 RUNS = (
-    {"rows": 200, "batch_size": 61, "epochs": 3, "sample_weight": False},
+    {"rows": 200, "batch_size": 61, "epochs": 3, "sample_weight": False, "evaluate_first": True},
     {"rows": 184, "batch_size": 61, "epochs": 3, "sample_weight": True},
 )
 # Shuffled: each worker shuffles its own copy of the data, so the workers need
@@ -89,7 +89,9 @@ def hand_written_sgd(rows, batch_size, epochs, sample_weight, learning_rate=0.02
 def test_single_device_reference_matches_hand_written_sgd(reference):
     # Anchors the comparisons below: the reference is the right answer.
     for run, result in zip(RUNS, reference, strict=True):
-        losses, slope, intercept = hand_written_sgd(**run)
+        losses, slope, intercept = hand_written_sgd(
+            run["rows"], run["batch_size"], run["epochs"], run["sample_weight"]
+        )
         np.testing.assert_allclose(result["history"]["loss"], losses, rtol=1e-5)
         np.testing.assert_allclose(result["slope"], slope, rtol=1e-5)
         np.testing.assert_allclose(result["intercept"], intercept, rtol=1e-4)
@@ -107,11 +109,12 @@ def assert_same_run(actual, expected, what):
         np.testing.assert_allclose(
             actual[key], expected[key], rtol=RTOL, atol=ATOL, err_msg=f"{what}: {key}"
         )
-    assert actual["evaluate"].keys() == expected["evaluate"].keys(), what
-    for key, value in expected["evaluate"].items():
-        np.testing.assert_allclose(
-            actual["evaluate"][key], value, rtol=RTOL, err_msg=f"{what}: evaluate {key}"
-        )
+    for evaluation in ("evaluate", "initial_evaluate"):
+        assert actual[evaluation].keys() == expected[evaluation].keys(), what
+        for key, value in expected[evaluation].items():
+            np.testing.assert_allclose(
+                actual[evaluation][key], value, rtol=RTOL, err_msg=f"{what}: {evaluation} {key}"
+            )
     assert actual["iterations"] == expected["iterations"], what
 
 
