@@ -28,6 +28,11 @@ Keras upgrade changes what they rely on.
    that case, so that reduction averages them over the replicas and yields
    scalars again; everywhere else the logs stay as they are.
 
+The first adapter also refuses, with a clear error before any step, the two
+`compile()` options Keras 3.15 cannot run with more than one replica
+(`steps_per_execution > 1`, `jit_compile=True`), which otherwise fail deep in
+a graph execution.
+
 Neither adapter changes the numbers: the global-batch loss and update are
 computed in `LinearRegression.train_step` with public `tf.distribute` APIs,
 and the epoch logs Keras reports come from the metrics' cross-replica values.
@@ -57,10 +62,10 @@ def maybe_symbolic_build(model, keras_maybe_symbolic_build, iterator=None, data_
     uses the batch as it is.
 
     Args:
-        keras_maybe_symbolic_build: The parent class' bound
-            `_maybe_symbolic_build`.
         model: The model (its `distribute_strategy`, `steps_per_execution`
             and `jit_compile` are read).
+        keras_maybe_symbolic_build: The parent class' bound
+            `_maybe_symbolic_build`.
         iterator: As in Keras: the `EpochIterator` of `fit`/`evaluate`.
         data_batch: As in Keras: one batch (`train_on_batch`).
 
