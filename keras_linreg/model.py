@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_linreg import standardization
+from keras_linreg import _keras_internals, standardization
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
@@ -359,8 +359,16 @@ class LinearRegression(keras.Model):
         y = _as_vector(y, "y", self.compute_dtype)
         if sample_weight is not None:
             sample_weight = _as_vector(sample_weight, "sample_weight", self.compute_dtype)
-        return self.compute_metrics(
+        logs = self.compute_metrics(
             None, y[:, tf.newaxis], y_pred[:, tf.newaxis], sample_weight=sample_weight
+        )
+        return _keras_internals.reducible_logs(logs)  # for MultiWorkerMirroredStrategy
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' own all-reduces the first input batch, which fails under
+        # MultiWorkerMirroredStrategy and for uneven splits: see _keras_internals.
+        return _keras_internals.maybe_symbolic_build(
+            self, super()._maybe_symbolic_build, iterator, data_batch
         )
 
     # ------------------------------------------------------------ parameters
