@@ -4,7 +4,11 @@ References are independent: NumPy float64 gradient descent for full-batch runs,
 and a hand-written float32 `tf.GradientTape` loop for the step-by-step ones.
 """
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -324,3 +328,59 @@ def test_property_stable_below_the_limit_and_stopped_above_twice_it(problem):
     assert np.isfinite(np.append(*model.get_parameters())).all()
     assert info.value.max_stable_learning_rate == pytest.approx(limit, rel=1e-9)
     assert f"learning_rate={factor * limit:.6g}" in str(info.value)
+
+
+# ------------------------------------------------------------- tf.distribute
+_MIRRORED_SCRIPT = r"""
+import json, os
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np, keras_linreg
+from keras_linreg.demo import tutorial_data
+
+x, y = tutorial_data(0)
+bad_x = x.copy()
+bad_x[35] = np.nan
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+results = {}
+for name, scope in [("one", tf.distribute.get_strategy()), ("mirrored", strategy)]:
+    for case, rate in [("overflow", 5.0), ("nan_data", 0.01)]:
+        with scope.scope():
+            model = keras_linreg.LinearRegression(learning_rate=rate)
+            model.compile()
+        if case == "overflow":
+            data = dict(x=x, y=y, batch_size=10)
+        else:
+            data = dict(x=tf.data.Dataset.from_tensor_slices((bad_x, y)).batch(10))
+        try:
+            model.fit(**data, epochs=3, shuffle=False, verbose=0)
+            error = None
+        except keras_linreg.DivergenceError as e:
+            error = str(e)
+        slope, intercept = model.get_parameters()
+        results[f"{name}/{case}"] = {
+            "weights": [*map(float, slope), intercept],
+            "iterations": int(model.optimizer.iterations.numpy()),
+            "error": error,
+        }
+print(json.dumps(results))
+"""
+
+
+def test_the_guard_under_a_mirrored_strategy_matches_one_device():
+    """Two replicas (logical CPUs, a fresh process) stop and restore like one device."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    done = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for case in ("overflow", "nan_data"):
+        one, mirrored = results[f"one/{case}"], results[f"mirrored/{case}"]
+        assert one["error"] and mirrored["error"]
+        assert "became" in mirrored["error"]
+        assert mirrored["iterations"] == one["iterations"]
+        np.testing.assert_allclose(mirrored["weights"], one["weights"], rtol=1e-6)
+        assert np.isfinite(mirrored["weights"]).all()
