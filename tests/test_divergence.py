@@ -123,6 +123,8 @@ def test_the_guard_leaves_stable_training_exact(tutorial_data):
     np.testing.assert_allclose(slope, weights[30][0], rtol=1e-5)
     assert intercept == pytest.approx(weights[30][1], rel=1e-5)
     assert int(model.optimizer.iterations.numpy()) == 30
+    # The guard's state is not a weight of the model (nor saved with it).
+    assert [v.name for v in model.weights] == ["slope", "intercept"]
 
 
 # --------------------------------------------------------------- full batch

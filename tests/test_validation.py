@@ -225,3 +225,12 @@ def test_datasets_pass_through_unchecked(rng):
     assert np.isfinite(history.history["loss"]).all()
     assert np.isfinite(model.evaluate(dataset, verbose=0))
     assert model.predict(dataset.map(lambda x, y: x), verbose=0).shape == (40,)
+
+
+def test_validation_data_and_split_still_work(rng):
+    x, y = _data(rng)
+    model = _model()
+    history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=40, verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    history = model.fit(x, y, validation_split=0.25, epochs=2, verbose=0)
+    assert np.isfinite(history.history["val_loss"]).all()
