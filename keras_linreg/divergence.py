@@ -35,9 +35,11 @@ it. `LinearRegression.fit` guards against that in two places:
    It then stops training (`model.stop_training`), the other callbacks finish
    normally (`on_train_end` runs, so logs are flushed), and `fit` raises a
    `DivergenceError` naming the learning rate and suggesting a smaller one:
-   for in-memory data it quotes `max_stable_learning_rate(x, sample_weight)`
-   (exact for full-batch training, an upper guide for mini-batches) and
-   suggests half of it; otherwise a tenth of the current rate.
+   for in-memory data it quotes the largest stable rate, `2 / lambda_max` of
+   the loss's Hessian in the model's own weights (for the plain model,
+   `max_stable_learning_rate(x, sample_weight)`; exact for full-batch
+   training, an upper guide for mini-batches) and suggests half of it;
+   otherwise a tenth of the current rate.
 
 For `tf.data` and generator inputs, which cannot be checked in advance, the
 flag also catches non-finite data: training stops at the first non-finite
@@ -60,7 +62,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_linreg import validation
-from keras_linreg.closed_form import max_stable_learning_rate
 
 #: An epoch's loss above this multiple of the first epoch's loss means divergence.
 DIVERGENCE_FACTOR = 1e4
@@ -152,8 +153,10 @@ class _Guard:
     """The guard's variables. A plain object, so Keras does not track them."""
 
     def __init__(self, model, variables):
-        self.backups = [
-            keras.Variable(
+        # One backup per trainable weight, by its path (`train_step` and the
+        # monitor may list the weights in different containers).
+        self.backups = {
+            v.path: keras.Variable(
                 np.zeros(v.shape, dtype=v.dtype),
                 dtype=v.dtype,
                 trainable=False,
@@ -161,7 +164,7 @@ class _Guard:
                 name=f"divergence_backup_{v.name}",
             )
             for v in variables
-        ]
+        }
         self.state = keras.Variable(
             _FRESH,
             dtype=model.dtype,
@@ -192,7 +195,7 @@ def create_guard(model):
     guard = model.__dict__.get(_GUARD_ATTRIBUTE)
     if guard is None:
         with model.distribute_strategy.scope():
-            guard = _guard_for(model, [model.slope, model.intercept])
+            guard = _guard_for(model, _weights(model))
     return guard
 
 
@@ -223,7 +226,8 @@ def apply_update(model, variables, new_values, loss):
     update_ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in new_values])
     ok = active & loss_ok & update_ok
     keep_current = active & (loss_ok | fresh)
-    for variable, backup, new_value in zip(variables, guard.backups, new_values, strict=True):
+    for variable, new_value in zip(variables, new_values, strict=True):
+        backup = guard.backups[variable.path]
         restore_to = tf.where(
             keep_current, tf.convert_to_tensor(variable), tf.convert_to_tensor(backup)
         )
@@ -263,18 +267,42 @@ class _TrainingData:
             checked=True,
         )
 
-    def max_stable_learning_rate(self):
+    def max_stable_learning_rate(self, model):
         if self.x is None:
             return None
         x, n = self.x
-        x = np.asarray(x, dtype=np.float64)[:n]
         weights = self.sample_weight
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64).reshape(-1)[:n]
-        try:
-            return max_stable_learning_rate(x, weights)
-        except ValueError:
-            return None
+        return _stable_rate_for(model, np.asarray(x)[:n], weights)
+
+
+def _stable_rate_for(model, x, weights, chunk=65536):
+    """`2 / lambda_max` of the loss's Hessian in the model's own trainable weights.
+
+    The prediction is affine in the trainable weights `theta`, so its Jacobian
+    `J` (`n x p`) is constant and the Hessian of `sum(w * (pred - y)**2) / n` is
+    `(2 / n) J^T W J`. `J` is taken with `tf.GradientTape.jacobian`, in chunks of
+    rows. For the plain model `J = [x, 1]` and this is
+    `max_stable_learning_rate(x, w)`; a model that transforms its features
+    before the weights (standardization) is accounted for as it trains.
+    """
+    variables = _weights(model)
+    n = len(x)
+    gram = 0.0
+    for start in range(0, n, chunk):
+        rows = tf.convert_to_tensor(x[start : start + chunk])
+        with tf.GradientTape() as tape:
+            prediction = model(rows, training=False)
+        jacobians = tape.jacobian(prediction, variables)
+        m = int(prediction.shape[0])
+        jacobian = np.concatenate(
+            [np.reshape(keras.ops.convert_to_numpy(j), (m, -1)) for j in jacobians], axis=1
+        ).astype(np.float64)
+        w = np.ones(m) if weights is None else weights[start : start + chunk]
+        gram = gram + jacobian.T @ (jacobian * w[:, None])
+    largest = float(np.linalg.eigvalsh((2.0 / n) * gram)[-1])
+    return 2.0 / largest if largest > 0 else math.inf
 
 
 class _DivergenceMonitor(keras.callbacks.Callback):
@@ -327,14 +355,14 @@ class _DivergenceMonitor(keras.callbacks.Callback):
         self.model.optimizer.iterations.assign(iterations)
         guard = self.model.__dict__.get(_GUARD_ATTRIBUTE)
         if guard is not None:
-            for backup, value in zip(guard.backups, weights, strict=True):
-                backup.assign(value)
+            for variable, value in zip(_weights(self.model), weights, strict=True):
+                guard.backups[variable.path].assign(value)
             guard.state.assign(_DIVERGED)
 
     def _stop(self, epoch, what):
         self.model.stop_training = True
         rate = self.model.learning_rate
-        stable = self.data.max_stable_learning_rate()
+        stable = self.data.max_stable_learning_rate(self.model)
         self.error = (_message(what, rate, stable, self.data), rate, stable, epoch)
 
     def _nonfinite_message(self, epoch, loss):
@@ -358,7 +386,8 @@ class _DivergenceMonitor(keras.callbacks.Callback):
 
 
 def _weights(model):
-    return [model.slope, model.intercept]
+    """The weights training updates (`slope` and `intercept`)."""
+    return list(model.trainable_variables)
 
 
 def _message(what, rate, stable, data):
@@ -371,8 +400,9 @@ def _message(what, rate, stable, data):
         )
         text += (
             f"The largest stable learning rate for {kind} on this data is "
-            f"keras_linreg.max_stable_learning_rate(x) = {stable:.6g}; "
-            f"use a smaller learning rate, e.g. learning_rate={stable / 2:.3g}."
+            f"{stable:.6g} (2 / the largest eigenvalue of the loss's Hessian, see "
+            "keras_linreg.max_stable_learning_rate); use a smaller learning rate, e.g. "
+            f"learning_rate={stable / 2:.3g}."
         )
     else:
         text += f"Use a smaller learning rate, e.g. learning_rate={rate / 10:.3g}."

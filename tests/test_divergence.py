@@ -157,7 +157,8 @@ def test_full_batch_divergence_stops_restores_and_explains(tutorial_data):
 
     message = str(error)
     assert "learning_rate=0.06" in message
-    assert "max_stable_learning_rate(x) = 0.0291941" in message
+    assert "largest stable learning rate for full-batch gradient descent on this data is " \
+        "0.0291941" in message
     assert "learning_rate=0.0146" in message
     assert error.learning_rate == pytest.approx(0.06)
     assert error.max_stable_learning_rate == pytest.approx(
