@@ -105,32 +105,18 @@ def prepare_predict(model, x, args, kwargs):
 
 
 def _bind(method, model, x, y, args, kwargs):
-    """`method`'s arguments by name (so positional ones are found too)."""
-    parameters = inspect.signature(method).parameters
-    call = {"x": x}
-    if "y" in parameters:
-        call["y"] = y
-    bound = inspect.signature(method).bind(model, **call, **_positional(parameters, args),
-                                           **kwargs)
+    """`method`'s arguments by name, so positional ones are found too.
+
+    `args` are the positional arguments after `x` (and `y`), in the order of
+    `method`'s signature (e.g. `fit(x, y, batch_size, epochs, ...)`).
+    """
+    signature = inspect.signature(method)
+    call = {"x": x, "y": y} if "y" in signature.parameters else {"x": x}
+    bound = signature.bind(model, *call.values(), *args, **kwargs)
     arguments = dict(bound.arguments)
     arguments.pop("self", None)
-    extra = arguments.pop("kwargs", None)
-    if extra:
-        arguments.update(extra)
+    arguments.update(arguments.pop("kwargs", None) or {})
     return arguments
-
-
-def _positional(parameters, args):
-    """Names the positional arguments that follow `x` (and `y`)."""
-    names = [
-        name
-        for name, p in parameters.items()
-        if name not in ("self", "x", "y")
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY)
-    ]
-    if len(args) > len(names):
-        raise TypeError(f"Too many positional arguments. Received: {len(args)} extra")
-    return dict(zip(names, args, strict=False))
 
 
 def _is_in_memory(value):
