@@ -47,10 +47,11 @@ loss, with the last finite weights.
 
 The guard's state (a copy of the weights and the flag) is deliberately not a
 weight of the model: it is not in `model.weights`, `.keras` files or
-checkpoints, and it is reset at the start of every `fit`. Outside `fit`
-(`train_on_batch`, custom loops) the per-step guard still applies, but nothing
-reads or resets the flag: after a non-finite step, later steps are skipped
-until the next `fit`.
+checkpoints, and it is reset at the start of every `fit` and every
+`train_on_batch` (which so returns the non-finite loss of a skipped batch, with
+the last finite weights kept). In custom loops calling `train_step` directly,
+nothing resets the flag: after a non-finite step, later steps are skipped
+until `fit`, `train_on_batch` or `keras_linreg.divergence.rearm(model)`.
 """
 
 from __future__ import annotations
@@ -199,6 +200,13 @@ def create_guard(model):
     return guard
 
 
+def rearm(model):
+    """Clears the guard's flag (what `fit` does at its start), if the guard exists."""
+    guard = model.__dict__.get(_GUARD_ATTRIBUTE)
+    if guard is not None:
+        guard.state.assign(_FRESH)
+
+
 def apply_update(model, variables, new_values, loss):
     """Assigns `new_values` to `variables` unless the step is non-finite.
 
@@ -318,8 +326,8 @@ class _DivergenceMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.model.built:
-            guard = create_guard(self.model)
-            guard.state.assign(_FRESH)
+            create_guard(self.model)
+        rearm(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._snapshot() if self.model.built else None

@@ -314,6 +314,10 @@ class LinearRegression(keras.Model):
         x, y, kwargs = _divergence.prepare_fit(self, x, y, args, kwargs)
         return _divergence.check_history(self, super().fit(x, y, **kwargs))
 
+    def train_on_batch(self, *args, **kwargs):
+        _divergence.rearm(self)  # a non-finite batch is skipped, not latched
+        return super().train_on_batch(*args, **kwargs)
+
     def evaluate(self, x=None, y=None, *args, **kwargs):
         x, y, kwargs = _validation.prepare_evaluate(self, x, y, args, kwargs)
         return super().evaluate(x, y, **kwargs)

@@ -387,3 +387,21 @@ def test_the_guard_under_a_mirrored_strategy_matches_one_device():
         assert mirrored["iterations"] == one["iterations"]
         np.testing.assert_allclose(mirrored["weights"], one["weights"], rtol=1e-6)
         assert np.isfinite(mirrored["weights"]).all()
+
+
+def test_train_on_batch_skips_a_non_finite_batch_and_carries_on(tutorial_data):
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression(n_features=1, learning_rate=0.01)
+    model.compile()
+    model.train_on_batch(x[:50, None], y[:50])
+    before = model.get_parameters()
+    bad = x[:50, None].copy()
+    bad[3] = np.inf
+    logs = model.train_on_batch(bad, y[:50], return_dict=True)
+    assert not math.isfinite(logs["loss"])
+    after = model.get_parameters()
+    np.testing.assert_array_equal(after[0], before[0])  # the first step's weights kept
+    assert int(model.optimizer.iterations.numpy()) == 1
+    model.train_on_batch(x[50:, None], y[50:])  # re-armed: this one is applied
+    assert int(model.optimizer.iterations.numpy()) == 2
+    assert not np.array_equal(model.get_parameters()[0], before[0])
