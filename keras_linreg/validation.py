@@ -248,8 +248,8 @@ def _non_numeric_message(array, name):
 def _check_vector(array, name, n, x_name):
     if not (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)):
         raise ValueError(
-            f"Received an invalid `{name}`, expected shape ({n},) or ({n}, 1). "
-            f"Received: {name}.shape={array.shape}"
+            f"Received an invalid `{name}`, expected shape `(n,)` or `(n, 1)` with n={n} "
+            f"(the rows of `{x_name}`). Received: {name}.shape={array.shape}"
         )
     if array.shape[0] != n:
         raise ValueError(

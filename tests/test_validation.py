@@ -158,7 +158,8 @@ def test_length_mismatch_names_both_lengths(rng):
 
 def test_y_of_the_wrong_shape_is_refused(rng):
     x, y = _data(rng)
-    with pytest.raises(ValueError, match=r"expected shape \(40,\) or \(40, 1\).*\(40, 2\)"):
+    expected = r"expected shape `\(n,\)` or `\(n, 1\)` with n=40.*\(40, 2\)"
+    with pytest.raises(ValueError, match=expected):
         _model().fit(x, np.stack([y, y], axis=1), verbose=0)
 
 
