@@ -282,7 +282,10 @@ class _TrainingData:
         weights = self.sample_weight
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64).reshape(-1)[:n]
-        return _stable_rate_for(model, np.asarray(x)[:n], weights)
+        try:
+            return _stable_rate_for(model, np.asarray(x)[:n], weights)
+        except (ValueError, np.linalg.LinAlgError, tf.errors.OpError):
+            return None  # only a hint for the message: fall back to "a tenth"
 
 
 def _stable_rate_for(model, x, weights, chunk=65536):
