@@ -5,21 +5,24 @@ from keras_linreg._environment import check_environment
 check_environment()
 
 from keras_linreg.callbacks import ParameterLogger  # noqa: E402
-from keras_linreg.closed_form import least_squares  # noqa: E402
-from keras_linreg.export import export_saved_model, load_predictor, save_model  # noqa: E402
+from keras_linreg.closed_form import least_squares, max_stable_learning_rate  # noqa: E402
 from keras_linreg.convergence import epochs_to_optimum  # noqa: E402
+from keras_linreg.divergence import DivergenceError  # noqa: E402
+from keras_linreg.export import export_saved_model, load_predictor, save_model  # noqa: E402
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DivergenceError",
     "LearningRateState",
     "LinearRegression",
     "ParameterLogger",
-    "export_saved_model",
     "epochs_to_optimum",
+    "export_saved_model",
     "least_squares",
     "load_predictor",
+    "max_stable_learning_rate",
     "save_model",
 ]

@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 
 from keras_linreg import _keras_internals, standardization
+from keras_linreg import divergence as _divergence
+from keras_linreg import validation as _validation
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
@@ -306,11 +308,6 @@ class LinearRegression(keras.Model):
         return rate
 
     # -------------------------------------------------------------- training
-    def fit(self, x=None, y=None, *args, **kwargs):
-        # Standardization: statistics of in-memory `x` if not yet adapted.
-        standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
-        return super().fit(x, y, *args, **kwargs)
-
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
@@ -323,16 +320,42 @@ class LinearRegression(keras.Model):
         # 2. Gradients of the global-batch loss sse / n: sum the replicas'
         #    sse, row counts and d(sse)/dw in one all-reduce, then divide.
         local_grads = tape.gradient(local_sse, variables)
-        _, n, grads = _sum_over_replicas((local_sse, local_n, local_grads))
+        sse, n, grads = _sum_over_replicas((local_sse, local_n, local_grads))
         grads = [g / n for g in grads]
 
-        # 3. Update: plain SGD, the same on every replica.
+        # 3. Update: plain SGD, the same on every replica, w <- w - lr * g,
+        #    and the step counter + 1. When the loss or the new weights are
+        #    not finite, the last finite weights are kept instead and the
+        #    divergence flag is set (divergence.py; no host sync here).
         learning_rate = tf.cast(self.optimizer.learning_rate, self.dtype)
-        for variable, gradient in zip(variables, grads, strict=True):
-            variable.assign_sub(learning_rate * gradient)
-        self.optimizer.iterations.assign_add(1)
+        new_values = [v - learning_rate * g for v, g in zip(variables, grads, strict=True)]
+        _divergence.apply_update(self, variables, new_values, loss=sse / n)
 
         return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
+
+    # ----------------------------------------------------------- reliability
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with checks: bad in-memory data raises `ValueError`
+        before any update (validation.py); a diverging run stops with the last
+        good weights and raises `keras_linreg.DivergenceError` (divergence.py).
+        """
+        x, y, kwargs = _divergence.prepare_fit(self, x, y, args, kwargs)
+        # Standardization: statistics of in-memory `x` if not yet adapted
+        # (after the checks, so NaN never reaches the statistics).
+        standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
+        return _divergence.check_history(self, super().fit(x, y, **kwargs))
+
+    def train_on_batch(self, *args, **kwargs):
+        _divergence.rearm(self)  # a non-finite batch is skipped, not latched
+        return super().train_on_batch(*args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        x, y, kwargs = _validation.prepare_evaluate(self, x, y, args, kwargs)
+        return super().evaluate(x, y, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        x, kwargs = _validation.prepare_predict(self, x, args, kwargs)
+        return super().predict(x, **kwargs)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
