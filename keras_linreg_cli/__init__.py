@@ -180,6 +180,27 @@ def _check_paths(args) -> None:
             raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ start-up writes lines such as "All log messages before
+    absl::InitializeLog() is called are written to STDERR" and "Could not find
+    cuda drivers" whatever TF_CPP_MIN_LOG_LEVEL says; they would bury this
+    tool's one-line errors. An import error is still reported: Python raises
+    it after stderr is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs `keras-linreg`; returns the exit status (2 for bad input)."""
     parser = build_parser()
@@ -191,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    _import_tensorflow_quietly()
 
     from keras_linreg_cli import commands
     from keras_linreg_cli.csv_table import DataError
