@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_linreg import fast_fit
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
@@ -276,6 +277,11 @@ class LinearRegression(keras.Model):
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             return float(keras.ops.convert_to_numpy(rate(0)))
         return rate
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; in-memory arrays take the fast path of `fast_fit`."""
+        return fast_fit.fit(self, super().fit, *args, **kwargs)
 
     # -------------------------------------------------------------- training
     def train_step(self, data):
