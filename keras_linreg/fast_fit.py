@@ -68,6 +68,7 @@ _TRAIN_BATCH_HOOKS = (
 )
 _TEST_BATCH_HOOKS = ("on_test_batch_begin", "on_test_batch_end")
 _CACHE_ATTRIBUTE = "_keras_linreg_fast_fit_functions"
+_DEFAULT = object()  # `shuffle` not given
 
 
 def fit(
@@ -81,7 +82,7 @@ def fit(
     callbacks=None,
     validation_split=0.0,
     validation_data=None,
-    shuffle=True,
+    shuffle=_DEFAULT,
     class_weight=None,
     sample_weight=None,
     initial_epoch=0,
@@ -91,6 +92,11 @@ def fit(
     validation_freq=1,
 ):
     """`keras.Model.fit` with the fast path for in-memory arrays (see the module docstring).
+
+    `shuffle` defaults to True as in Keras, except for inputs that order themselves
+    (`tf.data` datasets, PyDatasets of unknown length, torch DataLoaders): Keras ignores
+    `shuffle` for those and warns when it is True, so a default the user never wrote is
+    not passed on as True.
 
     Args:
         model: The `LinearRegression` being fitted.
@@ -108,6 +114,8 @@ def fit(
             "weight. Weight rows with `sample_weight=` instead. "
             f"Received: class_weight={class_weight!r}"
         )
+    if shuffle is _DEFAULT:
+        shuffle = not _orders_itself(x)
     arguments = dict(
         x=x,
         y=y,
@@ -144,6 +152,15 @@ def fit(
 
 
 # ------------------------------------------------------------------------ inputs
+def _orders_itself(x):
+    """Inputs for which Keras ignores `shuffle` (and warns if it is True)."""
+    if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
+        return True
+    if isinstance(x, keras.utils.PyDataset):
+        return getattr(x, "num_batches", None) is None
+    return type(x).__module__.startswith(("torch.utils.data", "grain"))
+
+
 def _as_array(value):
     """An array-like we slice ourselves, None for None, or `NotImplemented`."""
     if value is None:
