@@ -165,7 +165,7 @@ def throughput(sizes, repeats):
             keras.utils.set_random_seed(0)
             results = {}
 
-            def stock(epochs, callbacks):
+            def stock(epochs, callbacks, x=x, y=y, shuffle=shuffle):
                 model = keras_linreg.LinearRegression(n_features=D, learning_rate=LEARNING_RATE)
                 model.compile()
                 keras.Model.fit(
@@ -173,7 +173,7 @@ def throughput(sizes, repeats):
                     callbacks=callbacks, verbose=0,
                 )
 
-            def ours(epochs, callbacks):
+            def ours(epochs, callbacks, x=x, y=y, shuffle=shuffle):
                 model = keras_linreg.LinearRegression(n_features=D, learning_rate=LEARNING_RATE)
                 model.compile()
                 model.fit(

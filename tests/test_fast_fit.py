@@ -67,7 +67,7 @@ def assert_same_fit(fast, stock, fast_model, stock_model, rtol=1e-5):
     assert fast.history.keys() == stock.history.keys()
     for key in stock.history:
         np.testing.assert_allclose(fast.history[key], stock.history[key], rtol=rtol, err_msg=key)
-    for a, b in zip(fast_model.get_parameters(), stock_model.get_parameters()):
+    for a, b in zip(fast_model.get_parameters(), stock_model.get_parameters(), strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol)
 
 
@@ -168,7 +168,7 @@ def test_epoch_permutation_is_a_permutation_that_changes_every_epoch():
     for order in orders:
         assert np.array_equal(np.sort(order), np.arange(N))
         assert not np.array_equal(order, np.arange(N))
-    for a, b in zip(orders, orders[1:]):
+    for a, b in zip(orders, orders[1:], strict=False):
         assert np.mean(a == b) < 0.05  # not only the batch order: the rows move
     np.testing.assert_array_equal(epoch_permutation(N, 11, 2), orders[2])  # a pure function
     assert not np.array_equal(epoch_permutation(N, 12, 2), orders[2])
