@@ -321,7 +321,11 @@ class _FastFit:
         if validation_data is not None:
             val = keras.utils.unpack_x_y_sample_weight(validation_data)
             self.val_arrays = _in_memory(val)
-            if self.val_arrays is None or arguments["validation_steps"] is not None:
+            if (
+                self.val_arrays is None
+                or self.val_arrays[1] is None
+                or arguments["validation_steps"] is not None
+            ):
                 self.val_arrays = None
                 self.validation_data = val  # to Keras' evaluate, as `fit` does
         self.has_validation = validation_data is not None
@@ -350,12 +354,17 @@ class _FastFit:
         first = tf.constant(first, tf.int32)
         count = tf.constant(count, tf.int32)
         multi = int(count) > 1
-        key = (step, n, batch_size, shuffle, multi, tuple(t is None for t in tensors))
+        signature = tuple(None if t is None else (t.dtype, tuple(t.shape[1:])) for t in tensors)
+        jit_compile = bool(self.model.jit_compile)
+        key = (step, n, batch_size, shuffle, multi, jit_compile, signature)
         cache = self._functions()
         if key not in cache:
-            function = _make_steps_function(
-                getattr(self.model, step), n, batch_size, shuffle, multi
-            )
+            step_function = getattr(self.model, step)
+            if jit_compile:
+                # As Keras compiles each step with XLA (`compile(jit_compile=True)`, or
+                # "auto" on an accelerator); the loop around it stays a TF while loop.
+                step_function = tf.function(step_function, jit_compile=True, reduce_retracing=True)
+            function = _make_steps_function(step_function, n, batch_size, shuffle, multi)
             # Calling the concrete function skips `tf.function`'s per-call signature
             # matching (about a millisecond, which matters at one call per epoch).
             cache[key] = function.get_concrete_function(tensors, seed, first, count)

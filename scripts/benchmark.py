@@ -23,11 +23,11 @@ What it measures, side by side in one process (so ratios hold on a noisy machine
   epochs=100, verbose=0)` on the tutorial's 100 rows, against the tutorial's eager
   GradientTape loop (median of `--repeats` alternating runs).
 - Peak memory added by `fit` on N = 4e6 (256 MB of features), one child process per
-  measurement: the child makes its data, runs a tiny fit (so TensorFlow's one-time
-  allocations are not counted), resets the kernel's peak-RSS counter
-  (`/proc/self/clear_refs`), runs `fit` for two epochs and reports `VmHWM - VmRSS` from
-  `/proc/self/status`. RSS is what TensorFlow's allocator really takes from the OS;
-  `tracemalloc` only sees Python's allocations, not TensorFlow's.
+  measurement: the child makes its data, runs a tiny fit of 4 batches (so TensorFlow's
+  one-time allocations, e.g. its runtime and XLA's compiler, are not counted), resets the
+  kernel's peak-RSS counter (`/proc/self/clear_refs`), runs `fit` for two epochs and
+  reports `VmHWM - VmRSS` from `/proc/self/status`. RSS is what TensorFlow's allocator
+  really takes from the OS; `tracemalloc` only sees Python's allocations.
 
 Writes everything as JSON to `--output` (default `docs/benchmark.json`) and prints a table.
 """
@@ -268,16 +268,17 @@ def status(key):
 
 method, n, shuffle = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 x, y = make_data(n)
-def fit(x, y, epochs):
+def fit(x, y, epochs, batch_size):
     model = keras_linreg.LinearRegression(n_features=D, learning_rate=LEARNING_RATE)
     model.compile()
     f = keras.Model.fit if method == "stock" else type(model).fit
-    f(model, x, y, batch_size=BATCH, epochs=epochs, shuffle=shuffle, verbose=0)
-fit(x[:1000], y[:1000], 1)  # TensorFlow's one-time allocations, not fit's
+    f(model, x, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle, verbose=0)
+# TensorFlow's one-time allocations (runtime, tf.data, XLA's compiler), not fit's.
+fit(x[:4000], y[:4000], 1, 1000)
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # resets VmHWM (peak RSS) to the current RSS
 before = status("VmRSS")
-fit(x, y, 2)
+fit(x, y, 2, BATCH)
 print(json.dumps({"before": before, "peak": status("VmHWM"), "data": x.nbytes + y.nbytes}))
 """
 

@@ -113,6 +113,30 @@ def test_validation_split_uses_the_last_rows_like_keras(data):
     np.testing.assert_allclose(history.history["val_loss"][-1], np.mean(residual**2), rtol=1e-4)
 
 
+def test_jit_compiled_steps_equal_stock_keras(data):
+    x, y, w = data
+    kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+                  validation_split=0.2)
+    models = []
+    for _ in range(2):
+        model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
+        model.compile(jit_compile=True)
+        models.append(model)
+    fast = models[0].fit(x, y, **kwargs)
+    stock = keras.Model.fit(models[1], x, y, **kwargs)
+    assert_same_fit(fast, stock, *models)
+
+
+def test_integer_targets_and_a_new_dtype_on_the_same_model(data):
+    x, y, _ = data
+    model, stock_model = new_model(), new_model()
+    for targets in (y, np.round(y).astype("int64")):  # same n: a new function, not an error
+        fast = model.fit(x, targets, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        stock = keras.Model.fit(stock_model, x, targets, batch_size=BATCH, epochs=1,
+                                shuffle=False, verbose=0)
+        assert_same_fit(fast, stock, model, stock_model)
+
+
 def test_tf_data_input_goes_to_keras_and_matches(data):
     x, y, _ = data
     fast_model, data_model = new_model(), new_model()
