@@ -350,13 +350,18 @@ class _FastFit:
             object.__setattr__(model, _CACHE_ATTRIBUTE, {})
         return getattr(model, _CACHE_ATTRIBUTE)
 
-    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count):
+    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset):
+        """Runs `count` steps from batch `first`; `reset`: reset the metrics first.
+
+        Resetting in-graph, in the same call as the epoch's first steps, saves the
+        per-epoch eager `model.reset_metrics()` (one small op per metric variable).
+        """
+        multi = count > 1
         first = tf.constant(first, tf.int32)
         count = tf.constant(count, tf.int32)
-        multi = int(count) > 1
         signature = tuple(None if t is None else (t.dtype, tuple(t.shape[1:])) for t in tensors)
         jit_compile = bool(self.model.jit_compile)
-        key = (step, n, batch_size, shuffle, multi, jit_compile, signature)
+        key = (step, n, batch_size, shuffle, multi, reset, jit_compile, signature)
         cache = self._functions()
         if key not in cache:
             step_function = getattr(self.model, step)
@@ -364,7 +369,14 @@ class _FastFit:
                 # As Keras compiles each step with XLA (`compile(jit_compile=True)`, or
                 # "auto" on an accelerator); the loop around it stays a TF while loop.
                 step_function = tf.function(step_function, jit_compile=True, reduce_retracing=True)
-            function = _make_steps_function(step_function, n, batch_size, shuffle, multi)
+            function = _make_steps_function(
+                step_function,
+                self.model.reset_metrics if reset else None,
+                n,
+                batch_size,
+                shuffle,
+                multi,
+            )
             # Calling the concrete function skips `tf.function`'s per-call signature
             # matching (about a millisecond, which matters at one call per epoch).
             cache[key] = function.get_concrete_function(tensors, seed, first, count)
@@ -424,7 +436,7 @@ class _FastFit:
         logs = {}
         initial_epoch = model._initial_epoch or arguments["initial_epoch"]
         for epoch in range(initial_epoch, epochs):
-            model.reset_metrics()
+            # `model.reset_metrics()` runs in-graph at the start of the epoch's first call.
             callbacks.on_epoch_begin(epoch)
             first, count, key = self._epoch_schedule(epoch)
             epoch_seed = tf.constant([seed, key], tf.int64)
@@ -441,6 +453,7 @@ class _FastFit:
                     epoch_seed,
                     first + done,
                     chunk,
+                    reset=done == 0,
                 )
                 logs = pythonify_logs(logs)
                 callbacks.on_train_batch_end(done + chunk - 1, logs)
@@ -509,7 +522,6 @@ class _FastFit:
             model.steps_per_execution if _has_hooks(callbacks, _TEST_BATCH_HOOKS) else steps
         )
         callbacks.on_test_begin()
-        model.reset_metrics()
         logs = {}
         done = 0
         no_seed = tf.constant([0, 0], tf.int64)
@@ -517,7 +529,7 @@ class _FastFit:
             chunk = min(execution, steps - done)
             callbacks.on_test_batch_begin(done)
             logs = self._run_steps(
-                "test_step", self.val, n, batch_size, False, no_seed, done, chunk
+                "test_step", self.val, n, batch_size, False, no_seed, done, chunk, done == 0
             )
             logs = pythonify_logs(logs)
             callbacks.on_test_batch_end(done + chunk - 1, logs)
@@ -526,13 +538,14 @@ class _FastFit:
         return logs
 
 
-def _make_steps_function(step, n, batch_size, shuffle, multi):
+def _make_steps_function(step, reset_metrics, n, batch_size, shuffle, multi):
     """A `tf.function` running `step` (`model.train_step`/`test_step`) on batches
     `first .. first + count - 1` of the tensors `(x, y, sample_weight)` with `n` rows.
 
     Batch `b` is rows `b * batch_size .. min((b + 1) * batch_size, n) - 1` of the epoch's
     order: the rows themselves (a slice) without shuffling, else their images under the
-    epoch's permutation (a gather). Returns the last step's logs.
+    epoch's permutation (a gather). `reset_metrics` (if not None) runs first. Returns the
+    last step's logs.
     """
     side = _feistel_side(n)
     index_dtype = tf.int32 if side * side < 2**31 else tf.int64
@@ -551,6 +564,8 @@ def _make_steps_function(step, n, batch_size, shuffle, multi):
         return tuple(rows)
 
     def steps(tensors, seed, first, count):
+        if reset_metrics is not None:
+            reset_metrics()
         tables = _round_tables(seed, side, index_dtype) if shuffle else None
         logs = step(batch(tensors, tables, first))
         if multi:
