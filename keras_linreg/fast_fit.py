@@ -47,6 +47,7 @@ regression target has none.
 from __future__ import annotations
 
 import math
+import types
 import warnings
 
 import keras
@@ -95,7 +96,8 @@ def fit(
     """`keras.Model.fit` with the fast path for in-memory arrays (see the module docstring).
 
     `shuffle` defaults to True as in Keras, except for inputs that order themselves
-    (`tf.data` datasets, PyDatasets of unknown length, torch DataLoaders): Keras ignores
+    (`tf.data` datasets, generators, PyDatasets of unknown length, torch DataLoaders,
+    grain datasets): Keras ignores
     `shuffle` for those and warns when it is True, so a default the user never wrote is
     not passed on as True.
 
@@ -155,7 +157,7 @@ def fit(
 # ------------------------------------------------------------------------ inputs
 def _orders_itself(x):
     """Inputs for which Keras ignores `shuffle` (and warns if it is True)."""
-    if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
+    if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset, types.GeneratorType)):
         return True
     if isinstance(x, keras.utils.PyDataset):
         return getattr(x, "num_batches", None) is None

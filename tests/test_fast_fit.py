@@ -420,3 +420,48 @@ def test_no_warnings_with_every_argument(data):
         )
     assert len(history.history["val_loss"]) == 2
     assert all(math.isfinite(v) for v in history.history["loss"])
+
+
+# ------------------------------------------------------------- Keras' own paths
+def test_inputs_the_fast_path_leaves_to_keras_still_train(data):
+    """Generators, `shuffle="batch"`, `validation_steps`, a `tf.data` validation set and a
+    `tf.distribute` strategy go to `keras.Model.fit`; eager tensors take the fast path.
+    Without shuffling all of them see the same batches, so the losses agree."""
+    x, y, _ = data
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    reference_model = new_model()
+    reference = reference_model.fit(x, y, validation_data=(x[:256], y[:256]), **kwargs)
+
+    def check(history, model):
+        np.testing.assert_allclose(history.history["loss"], reference.history["loss"],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(model.get_parameters()[0],
+                                   reference_model.get_parameters()[0], rtol=1e-5)
+
+    model = new_model()  # eager tensors
+    check(model.fit(tf.constant(x), tf.constant(y), **kwargs), model)
+    model = new_model()  # validation through Keras' evaluate
+    history = model.fit(x, y, validation_data=tf.data.Dataset.from_tensor_slices(
+        (x[:256], y[:256])).batch(BATCH), **kwargs)
+    check(history, model)
+    np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"],
+                               rtol=1e-5)
+    model = new_model()
+    history = model.fit(x, y, validation_data=(x[:256], y[:256]), validation_steps=2, **kwargs)
+    check(history, model)
+    np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"],
+                               rtol=1e-5)
+
+    def batches():
+        while True:
+            for start in range(0, N, BATCH):
+                yield x[start : start + BATCH], y[start : start + BATCH]
+
+    model = new_model()
+    check(model.fit(batches(), steps_per_epoch=8, epochs=2, verbose=0), model)
+    # shuffle="batch": Keras' path, every row still seen once per epoch.
+    history = new_model().fit(x, y, batch_size=BATCH, epochs=2, shuffle="batch", verbose=0)
+    assert len(history.history["loss"]) == 2
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        model = new_model()
+    check(model.fit(x, y, **kwargs), model)
