@@ -97,9 +97,8 @@ def fit(
 
     `shuffle` defaults to True as in Keras, except for inputs that order themselves
     (`tf.data` datasets, generators, PyDatasets of unknown length, torch DataLoaders,
-    grain datasets): Keras ignores
-    `shuffle` for those and warns when it is True, so a default the user never wrote is
-    not passed on as True.
+    grain datasets): Keras ignores `shuffle` for those and warns when it is True, so a
+    default the user never wrote is not passed on as True.
 
     Args:
         model: The `LinearRegression` being fitted.
