@@ -465,3 +465,32 @@ def test_inputs_the_fast_path_leaves_to_keras_still_train(data):
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         model = new_model()
     check(model.fit(x, y, **kwargs), model)
+
+
+def test_steps_per_execution_groups_batch_hooks_like_keras(data):
+    x, y, _ = data
+    ends = {"fast": [], "stock": []}
+
+    class Batches(keras.callbacks.Callback):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def on_train_batch_end(self, batch, logs=None):
+            ends[self.name].append((batch, logs["loss"]))
+
+    models = []
+    for _ in range(2):
+        model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
+        model.compile(steps_per_execution=3)
+        models.append(model)
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    fast = models[0].fit(x, y, callbacks=[Batches("fast")], **kwargs)
+    stock = keras.Model.fit(models[1], x, y, callbacks=[Batches("stock")], **kwargs)
+    # Batches 0-2, 3-5, 6-7 per call. Keras reports the short last call as ending at
+    # batch 8 (begin + steps_per_execution - 1); the fast path names the last batch run.
+    assert [b for b, _ in ends["fast"]] == [2, 5, 7] * 2
+    assert [b for b, _ in ends["stock"]] == [2, 5, 8] * 2
+    np.testing.assert_allclose([v for _, v in ends["fast"]], [v for _, v in ends["stock"]],
+                               rtol=1e-5)
+    assert_same_fit(fast, stock, *models)
