@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_linreg import _keras_internals, standardization
+from keras_linreg import _keras_internals, fast_fit, standardization
 from keras_linreg import divergence as _divergence
 from keras_linreg import validation as _validation
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
@@ -333,17 +333,24 @@ class LinearRegression(keras.Model):
 
         return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
 
-    # ----------------------------------------------------------- reliability
+    # ------------------------------------------------------ fit and friends
     def fit(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.fit`, with checks: bad in-memory data raises `ValueError`
-        before any update (validation.py); a diverging run stops with the last
-        good weights and raises `keras_linreg.DivergenceError` (divergence.py).
+        """`keras.Model.fit`, with the arguments and behaviour of Keras, plus:
+
+        1. bad in-memory data raises `ValueError` before any update
+           (validation.py), and a divergence monitor joins the callbacks;
+        2. a `standardize=True` model not yet adapted gets its feature
+           statistics from in-memory `x` (standardization.py), after the
+           checks so NaN never reaches them;
+        3. in-memory arrays take the fast path (fast_fit.py: tensors placed
+           once, one graph call per epoch); other inputs go to Keras' `fit`;
+        4. a diverging run stops with the last good weights and raises
+           `keras_linreg.DivergenceError` (divergence.py).
         """
         x, y, kwargs = _divergence.prepare_fit(self, x, y, args, kwargs)
-        # Standardization: statistics of in-memory `x` if not yet adapted
-        # (after the checks, so NaN never reaches the statistics).
         standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
-        return _divergence.check_history(self, super().fit(x, y, **kwargs))
+        history = fast_fit.fit(self, super().fit, x, y, **kwargs)
+        return _divergence.check_history(self, history)
 
     def train_on_batch(self, *args, **kwargs):
         _divergence.rearm(self)  # a non-finite batch is skipped, not latched

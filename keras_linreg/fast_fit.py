@@ -1,0 +1,581 @@
+"""`LinearRegression.fit` for in-memory data: tensors placed once, batches sliced in-graph.
+
+Why: Keras 3 feeds NumPy arrays through a `tf.data` pipeline that it rebuilds every epoch
+(index permutation, then a gather per batch on the host side of `tf.data`), and it spends
+tens of milliseconds per epoch on iterator creation and host round trips. For a model this
+small that is nearly all of the time: the arithmetic of one epoch is one read of the data.
+
+What this module does instead, for `x`, `y` (and `sample_weight`, validation arrays) given as
+NumPy arrays, pandas objects or eager tensors, on the default (no `tf.distribute`) strategy:
+
+1. Converts them **once** per `fit` into tensors (floats cast to `keras.config.floatx()`, as
+   Keras' array adapter does). The copy is the only data-sized allocation `fit` makes.
+2. Runs a whole epoch (or `model.steps_per_execution` steps when a callback has batch
+   hooks) in **one `tf.function` call**: a `tf.while_loop` over batch indices that slices
+   `batch = data[i * batch_size:(i + 1) * batch_size]` and calls the model's own
+   `train_step` on it. So `train_step` overrides apply unchanged, losses are the stock
+   path's on the same row order, and per-epoch host work is one call and one read of
+   the logs. This is Keras' `steps_per_execution` idea with the data already in the graph.
+3. `shuffle=True` permutes the **rows** every epoch with a permutation that is a pure
+   function of `(seed, epoch)`: `seed` is drawn once per `fit` from Keras' global seed
+   generator (so `keras.utils.set_random_seed` makes runs reproducible), `epoch` is the
+   absolute epoch index (so a run resumed by `BackupAndRestore` at epoch `e` sees the order
+   the interrupted run would have seen). The permutation is a 4-round Feistel network on
+   `[0, a)²`, `a = ceil(sqrt(n))`, whose round functions are random tables drawn with
+   `tf.random.stateless_uniform` from `(seed, epoch)` (Luby-Rackoff: a pseudo-random
+   permutation), restricted to `[0, n)` by cycle walking. It is evaluated lazily for the
+   rows of each batch (an XLA-compiled function), so it needs no `n`-sized index array
+   and each batch costs O(batch_size) integer ops besides the gather. With a single batch
+   per epoch the order cannot change the step (a sum over all rows), so no permutation is
+   drawn.
+
+Everything else goes to `keras.Model.fit` unchanged: `tf.data` datasets, generators,
+`PyDataset`s, dicts or lists of arrays, `shuffle="batch"`, `run_eagerly=True`, a
+`tf.distribute` strategy, and Keras' debugging caps (`keras.config.max_epochs()`).
+
+Semantics kept from `keras.Model.fit`: the default `batch_size` of 32, the last short batch,
+`validation_split` (the last fraction of the rows, before shuffling), `validation_data`,
+`validation_freq`, `validation_batch_size`, `initial_epoch` (and `BackupAndRestore`'s),
+`steps_per_epoch` (consecutive epochs continue through the data, an epoch that reaches the
+end of the data stops there with Keras' "ran out of data" warning), callbacks
+(`on_epoch_*` every epoch; `on_train_batch_*` every `steps_per_execution` steps when a
+callback defines them, else once per epoch), `model.stop_training`, and the returned
+`History`. `class_weight` is refused on every path: it maps labels to classes, and a
+regression target has none.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Keras' own helpers for exactly what `keras.Model.fit` does around the loop. Private,
+# hence the pinned Keras range in pyproject.toml.
+from keras.src.backend.tensorflow.trainer import TFEpochIterator
+from keras.src.callbacks.history import History
+from keras.src.callbacks.progbar_logger import ProgbarLogger
+from keras.src.utils.python_utils import pythonify_logs
+
+_FEISTEL_ROUNDS = 4
+_TRAIN_BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+)
+_TEST_BATCH_HOOKS = ("on_test_batch_begin", "on_test_batch_end")
+_CACHE_ATTRIBUTE = "_keras_linreg_fast_fit_functions"
+_DEFAULT = object()  # `shuffle` not given
+
+
+def fit(
+    model,
+    keras_fit,
+    x=None,
+    y=None,
+    batch_size=None,
+    epochs=1,
+    verbose="auto",
+    callbacks=None,
+    validation_split=0.0,
+    validation_data=None,
+    shuffle=_DEFAULT,
+    class_weight=None,
+    sample_weight=None,
+    initial_epoch=0,
+    steps_per_epoch=None,
+    validation_steps=None,
+    validation_batch_size=None,
+    validation_freq=1,
+):
+    """`keras.Model.fit` with the fast path for in-memory arrays (see the module docstring).
+
+    `shuffle` defaults to True as in Keras, except for inputs that order themselves
+    (`tf.data` datasets, generators, PyDatasets of unknown length, torch DataLoaders,
+    grain datasets): Keras ignores `shuffle` for those and warns when it is True, so a
+    default the user never wrote is not passed on as True.
+
+    Args:
+        model: The `LinearRegression` being fitted.
+        keras_fit: `keras.Model.fit` bound to `model` (`super().fit`), for every input the
+            fast path does not take.
+        x, y, ...: As in `keras.Model.fit`.
+
+    Returns:
+        The `History` callback, as `keras.Model.fit` does.
+    """
+    if class_weight is not None:
+        raise ValueError(
+            "Received an invalid value for `class_weight`: LinearRegression is a "
+            "regression model, its targets are real numbers and have no classes to "
+            "weight. Weight rows with `sample_weight=` instead. "
+            f"Received: class_weight={class_weight!r}"
+        )
+    if shuffle is _DEFAULT:
+        shuffle = not _orders_itself(x)
+    arguments = dict(
+        x=x,
+        y=y,
+        batch_size=batch_size,
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=callbacks,
+        validation_split=validation_split,
+        validation_data=validation_data,
+        shuffle=shuffle,
+        sample_weight=sample_weight,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
+        validation_batch_size=validation_batch_size,
+        validation_freq=validation_freq,
+    )
+    train = _in_memory((x, y, sample_weight))
+    if (
+        train is None
+        or train[1] is None
+        or shuffle not in (True, False)
+        or model.run_eagerly
+        or tf.distribute.has_strategy()
+        or getattr(model, "_distribute_strategy", None) is not None
+        or keras.config.max_epochs()
+        or keras.config.max_steps_per_epoch()
+        or (batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1))
+        or (steps_per_epoch is not None and (not isinstance(steps_per_epoch, int)
+                                             or steps_per_epoch < 1))
+    ):
+        return keras_fit(**arguments)
+    return _FastFit(model, train, arguments).run()
+
+
+# ------------------------------------------------------------------------ inputs
+def _orders_itself(x):
+    """Inputs for which Keras ignores `shuffle` (and warns if it is True)."""
+    if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset, types.GeneratorType)):
+        return True
+    if isinstance(x, keras.utils.PyDataset):
+        return getattr(x, "num_batches", None) is None
+    return type(x).__module__.startswith(("torch.utils.data", "grain"))
+
+
+def _as_array(value):
+    """An array-like we slice ourselves, None for None, or `NotImplemented`."""
+    if value is None:
+        return None
+    if type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            return NotImplemented
+        return value
+    if isinstance(value, tf.Tensor) and not isinstance(value, tf.SparseTensor):
+        if not hasattr(value, "numpy") or not (value.dtype.is_floating or value.dtype.is_integer):
+            return NotImplemented  # symbolic, or not numeric
+        return value
+    return NotImplemented
+
+
+def _in_memory(arrays):
+    """`(x, y, sample_weight)` as arrays of one length, or None (not ours to take)."""
+    converted = tuple(_as_array(a) for a in arrays)
+    if any(a is NotImplemented for a in converted) or converted[0] is None:
+        return None
+    lengths = {int(a.shape[0]) for a in converted if a is not None and len(a.shape) > 0}
+    if any(a is not None and len(a.shape) == 0 for a in converted) or len(lengths) != 1:
+        return None  # Keras raises the right error for mismatched or scalar inputs.
+    if lengths == {0}:
+        return None
+    return converted
+
+
+def _to_tensor(array):
+    """One copy into a tensor; floats become `floatx`, like Keras' array adapter.
+
+    `tf.convert_to_tensor` of a NumPy array holds *two* copies of it here (measured:
+    +2x the array's bytes of resident memory, TensorFlow 2.21), and Keras' path more.
+    Instead the array is copied (and cast, in the same pass) once into a 64-byte aligned
+    NumPy buffer, which TensorFlow adopts without a copy through DLPack.
+    """
+    if array is None:
+        return None
+    floatx = keras.config.floatx()
+    if isinstance(array, np.ndarray):
+        dtype = floatx if array.dtype.kind == "f" else array.dtype
+        try:
+            raw = np.empty(array.size * np.dtype(dtype).itemsize + 64, np.uint8)
+            offset = (-raw.ctypes.data) % 64
+            aligned = raw[offset : offset + array.size * np.dtype(dtype).itemsize]
+            aligned = aligned.view(dtype).reshape(array.shape)
+            np.copyto(aligned, array, casting="unsafe")
+            return tf.experimental.dlpack.from_dlpack(aligned.__dlpack__())
+        except Exception:  # e.g. a dtype DLPack does not carry: TensorFlow's own copy
+            return tf.convert_to_tensor(np.asarray(array, dtype=dtype))
+    if array.dtype.is_floating and array.dtype != floatx:
+        return tf.cast(array, floatx)
+    return array
+
+
+def _split_for_validation(arrays, validation_split):
+    """Keras' `validation_split`: the last fraction of the rows, taken before shuffling."""
+    n = int(arrays[0].shape[0])
+    split_at = int(math.floor(n * (1.0 - validation_split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"Training data contains {n} samples, which is not sufficient to split it "
+            "into a validation and training set as specified by "
+            f"`validation_split={validation_split}`. Either provide more data, or a "
+            "different value for the `validation_split` argument."
+        )
+    train = tuple(None if a is None else a[:split_at] for a in arrays)
+    val = tuple(None if a is None else a[split_at:] for a in arrays)
+    return train, val
+
+
+def _has_hooks(callbacks, hooks):
+    """Whether a user callback overrides one of `hooks` (History and the progress bar
+    also run when those hooks are called only once per execution)."""
+    for callback in callbacks.callbacks:
+        if isinstance(callback, (History, ProgbarLogger)):
+            continue
+        for name in hooks:
+            if not getattr(getattr(callback, name, None), "_is_default", False):
+                return True
+    return False
+
+
+# ------------------------------------------------------------------ permutation
+def _feistel_side(n):
+    """`a = ceil(sqrt(n))`: the Feistel network permutes `[0, a * a) ⊇ [0, n)`."""
+    return math.isqrt(n - 1) + 1
+
+
+def _round_tables(seed, side, dtype):
+    """The random round functions `[rounds, side]` of epoch `seed = (fit seed, epoch)`."""
+    return tf.random.stateless_uniform(
+        [_FEISTEL_ROUNDS, side], seed=seed, minval=0, maxval=side, dtype=dtype
+    )
+
+
+def _feistel(i, tables, side):
+    """A bijection of `[0, side²)`: balanced Feistel rounds on `(i // side, i % side)`.
+
+    Each round maps `(left, right) -> (right, (left + table_k[right]) mod side)`, which
+    is invertible whatever the table, so the composition is a permutation.
+    """
+    left = i // side
+    right = i - left * side
+    for k in range(_FEISTEL_ROUNDS):
+        left, right = right, tf.math.floormod(left + tf.gather(tables[k], right), side)
+    return left * side + right
+
+
+def permuted_rows(positions, tables, side, n):
+    """Row index at each of `positions` (in `[0, n)`) of an epoch's permutation.
+
+    Cycle walking: apply the Feistel bijection of `[0, side²)` until the value lands in
+    `[0, n)`. That restricts a permutation of the larger set to one of `[0, n)`, and as
+    `side² - n < 2 * side`, a walk rarely takes more than one extra round trip.
+    """
+    rows = _feistel(positions, tables, side)
+    return tf.while_loop(
+        lambda r: tf.reduce_any(r >= n),
+        lambda r: (tf.where(r >= n, _feistel(r, tables, side), r),),
+        (rows,),
+    )[0]
+
+
+# XLA fuses the ~20 integer ops per row into one loop: 3-6x faster than running them as
+# separate TensorFlow ops (integers, so no rounding differs). Compiled once per shape.
+_permuted_rows_compiled = tf.function(permuted_rows, jit_compile=True, reduce_retracing=True)
+
+
+def epoch_permutation(n, seed, epoch):
+    """The row order `fit(shuffle=True)` uses in epoch `epoch` for fit seed `seed`.
+
+    A pure function of `(n, seed, epoch)`: an int array holding each of `0 .. n-1` once.
+    (For inspection and tests; training evaluates it batch by batch in-graph.)
+    """
+    side = _feistel_side(n)
+    dtype = tf.int32 if side * side < 2**31 else tf.int64
+    tables = _round_tables(tf.constant([seed, epoch], tf.int64), side, dtype)
+    return _permuted_rows_compiled(
+        tf.range(n, dtype=dtype), tables, tf.constant(side, dtype), tf.constant(n, dtype)
+    ).numpy()
+
+
+# --------------------------------------------------------------------- the loop
+class _FastFit:
+    def __init__(self, model, train, arguments):
+        self.model = model
+        self.arguments = arguments
+        model._assert_compile_called("fit")
+        validation_data = arguments["validation_data"]
+        validation_split = arguments["validation_split"]
+        if validation_split and validation_data is None:
+            train, validation_data = _split_for_validation(train, validation_split)
+        self.val_arrays = None
+        if validation_data is not None:
+            val = keras.utils.unpack_x_y_sample_weight(validation_data)
+            self.val_arrays = _in_memory(val)
+            if (
+                self.val_arrays is None
+                or self.val_arrays[1] is None
+                or arguments["validation_steps"] is not None
+            ):
+                self.val_arrays = None
+                self.validation_data = val  # to Keras' evaluate, as `fit` does
+        self.has_validation = validation_data is not None
+        self.batch_size = arguments["batch_size"] or 32
+        self.n = int(train[0].shape[0])
+        self.num_batches = -(-self.n // self.batch_size)
+        self.steps_per_epoch = arguments["steps_per_epoch"]
+        self.shuffle = bool(arguments["shuffle"]) and self.num_batches > 1
+        # Placed once; everything below slices these.
+        self.train = tuple(_to_tensor(a) for a in train)
+        if self.val_arrays is not None:
+            self.val = tuple(_to_tensor(a) for a in self.val_arrays)
+
+    # -- compiled functions, cached on the model until it is compiled again
+    def _functions(self):
+        model = self.model
+        if model.train_function is None or getattr(model, _CACHE_ATTRIBUTE, None) is None:
+            # `compile()` resets `train_function`: drop the functions traced before it.
+            model.make_train_function()
+            model.make_test_function()
+            # Not a tracked Keras attribute (nothing to save or track).
+            object.__setattr__(model, _CACHE_ATTRIBUTE, {})
+        return getattr(model, _CACHE_ATTRIBUTE)
+
+    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset):
+        """Runs `count` steps from batch `first`; `reset`: reset the metrics first.
+
+        Resetting in-graph, in the same call as the epoch's first steps, saves the
+        per-epoch eager `model.reset_metrics()` (one small op per metric variable).
+        """
+        multi = count > 1
+        first = tf.constant(first, tf.int32)
+        count = tf.constant(count, tf.int32)
+        signature = tuple(None if t is None else (t.dtype, tuple(t.shape[1:])) for t in tensors)
+        jit_compile = bool(self.model.jit_compile)
+        key = (step, n, batch_size, shuffle, multi, reset, jit_compile, signature)
+        cache = self._functions()
+        if key not in cache:
+            step_function = getattr(self.model, step)
+            if jit_compile:
+                # As Keras compiles each step with XLA (`compile(jit_compile=True)`, or
+                # "auto" on an accelerator); the loop around it stays a TF while loop.
+                step_function = tf.function(step_function, jit_compile=True, reduce_retracing=True)
+            function = _make_steps_function(
+                step_function,
+                self.model.reset_metrics if reset else None,
+                n,
+                batch_size,
+                shuffle,
+                multi,
+            )
+            # Calling the concrete function skips `tf.function`'s per-call signature
+            # matching (about a millisecond, which matters at one call per epoch).
+            cache[key] = function.get_concrete_function(tensors, seed, first, count)
+        return cache[key](tensors, seed, first, count)
+
+    # -- schedule
+    def _epoch_schedule(self, epoch):
+        """`(first batch, number of batches, shuffle key)` of absolute epoch `epoch`.
+
+        Without `steps_per_epoch`, every epoch is one pass. With it (`k` steps), one pass
+        over the data spans `ceil(num_batches / k)` epochs, as in Keras, where the last
+        epoch of a pass stops at the end of the data; the permutation of a pass is keyed
+        by the epoch it begins in. A pure function of `epoch`, so resuming is exact.
+        """
+        if not self.steps_per_epoch:
+            return 0, self.num_batches, epoch
+        k = self.steps_per_epoch
+        per_pass = -(-self.num_batches // k)
+        first = (epoch % per_pass) * k
+        return first, min(k, self.num_batches - first), epoch - epoch % per_pass
+
+    # -- fit
+    def run(self):
+        model = self.model
+        arguments = self.arguments
+        epochs = arguments["epochs"]
+        verbose = arguments["verbose"]
+        callbacks = arguments["callbacks"]
+        steps = self.steps_per_epoch or self.num_batches
+        if not isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks = keras.callbacks.CallbackList(
+                callbacks,
+                add_history=True,
+                add_progbar=verbose != 0,
+                verbose=verbose,
+                epochs=epochs,
+                steps=steps,
+                model=model,
+            )
+        self.callbacks = callbacks
+        hooks = _has_hooks(callbacks, _TRAIN_BATCH_HOOKS)
+        execution = model.steps_per_execution if hooks else steps
+        # The fit seed: one draw from Keras' global seed generator, which
+        # `keras.utils.set_random_seed` resets (so seeded runs repeat).
+        seed = 0
+        if self.shuffle:
+            seed = int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+
+        model.stop_training = False
+        self._functions()
+        # Create every variable (weights, compiled metrics, optimizer) before tracing,
+        # as Keras does under a strategy; a `tf.function` that creates variables on its
+        # first call is traced twice.
+        model._symbolic_build(data_batch=tuple(t[:1] for t in self.train if t is not None))
+        callbacks.on_train_begin()
+        training_logs = None
+        logs = {}
+        initial_epoch = model._initial_epoch or arguments["initial_epoch"]
+        for epoch in range(initial_epoch, epochs):
+            # `model.reset_metrics()` runs in-graph at the start of the epoch's first call.
+            callbacks.on_epoch_begin(epoch)
+            first, count, key = self._epoch_schedule(epoch)
+            epoch_seed = tf.constant([seed, key], tf.int64)
+            done = 0
+            while done < count:
+                chunk = min(execution, count - done)
+                callbacks.on_train_batch_begin(done)
+                logs = self._run_steps(
+                    "train_step",
+                    self.train,
+                    self.n,
+                    self.batch_size,
+                    self.shuffle,
+                    epoch_seed,
+                    first + done,
+                    chunk,
+                    reset=done == 0,
+                )
+                logs = pythonify_logs(logs)
+                callbacks.on_train_batch_end(done + chunk - 1, logs)
+                done += chunk
+                if model.stop_training:
+                    break
+            if self.steps_per_epoch and count < self.steps_per_epoch:
+                warnings.warn(
+                    "Your input ran out of data; interrupting training. Make sure that "
+                    "your dataset or generator can generate at least "
+                    "`steps_per_epoch * epochs` batches. You may need to use the "
+                    "`.repeat()` function when building your dataset.",
+                    stacklevel=2,
+                )
+            epoch_logs = dict(logs)
+            if self.has_validation and model._should_eval(epoch, arguments["validation_freq"]):
+                val_logs = self._validate()
+                epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+            callbacks.on_epoch_end(epoch, epoch_logs)
+            training_logs = epoch_logs
+            if model.stop_training:
+                break
+
+        if isinstance(model.optimizer, keras.optimizers.Optimizer) and epochs > 0:
+            model.optimizer.finalize_variable_values(model.trainable_weights)
+        if getattr(model, "_eval_epoch_iterator", None) is not None:
+            del model._eval_epoch_iterator
+        callbacks.on_train_end(logs=training_logs)
+        return model.history
+
+    # -- validation, as `fit` calls `evaluate(..., callbacks=callbacks)`
+    def _validate(self):
+        model = self.model
+        arguments = self.arguments
+        batch_size = arguments["validation_batch_size"] or self.batch_size
+        if self.val_arrays is None:
+            # Not arrays (or `validation_steps`): Keras' own evaluation, with the
+            # iterator cached across epochs exactly as `keras.Model.fit` does.
+            if getattr(model, "_eval_epoch_iterator", None) is None:
+                val_x, val_y, val_w = self.validation_data
+                model._eval_epoch_iterator = TFEpochIterator(
+                    x=val_x,
+                    y=val_y,
+                    sample_weight=val_w,
+                    batch_size=batch_size,
+                    distribute_strategy=model.distribute_strategy,
+                    steps_per_execution=model.steps_per_execution,
+                    steps_per_epoch=arguments["validation_steps"],
+                    shuffle=False,
+                )
+            val_x, val_y, val_w = self.validation_data
+            return model.evaluate(
+                x=val_x,
+                y=val_y,
+                sample_weight=val_w,
+                batch_size=batch_size,
+                steps=arguments["validation_steps"],
+                callbacks=self.callbacks,
+                return_dict=True,
+                _use_cached_eval_dataset=True,
+            )
+        callbacks = self.callbacks
+        n = int(self.val[0].shape[0])
+        steps = -(-n // batch_size)
+        execution = (
+            model.steps_per_execution if _has_hooks(callbacks, _TEST_BATCH_HOOKS) else steps
+        )
+        callbacks.on_test_begin()
+        logs = {}
+        done = 0
+        no_seed = tf.constant([0, 0], tf.int64)
+        while done < steps:
+            chunk = min(execution, steps - done)
+            callbacks.on_test_batch_begin(done)
+            logs = self._run_steps(
+                "test_step", self.val, n, batch_size, False, no_seed, done, chunk, done == 0
+            )
+            logs = pythonify_logs(logs)
+            callbacks.on_test_batch_end(done + chunk - 1, logs)
+            done += chunk
+        callbacks.on_test_end(logs)
+        return logs
+
+
+def _make_steps_function(step, reset_metrics, n, batch_size, shuffle, multi):
+    """A `tf.function` running `step` (`model.train_step`/`test_step`) on batches
+    `first .. first + count - 1` of the tensors `(x, y, sample_weight)` with `n` rows.
+
+    Batch `b` is rows `b * batch_size .. min((b + 1) * batch_size, n) - 1` of the epoch's
+    order: the rows themselves (a slice) without shuffling, else their images under the
+    epoch's permutation (a gather). `reset_metrics` (if not None) runs first. Returns the
+    last step's logs.
+    """
+    side = _feistel_side(n)
+    index_dtype = tf.int32 if side * side < 2**31 else tf.int64
+
+    def batch(tensors, tables, b):
+        start = b * batch_size
+        stop = tf.minimum(start + batch_size, n)
+        if tables is None:
+            rows = [t[start:stop] for t in tensors if t is not None]
+        else:
+            positions = tf.range(tf.cast(start, index_dtype), tf.cast(stop, index_dtype))
+            index = _permuted_rows_compiled(
+                positions, tables, tf.constant(side, index_dtype), tf.constant(n, index_dtype)
+            )
+            rows = [tf.gather(t, index) for t in tensors if t is not None]
+        return tuple(rows)
+
+    def steps(tensors, seed, first, count):
+        if reset_metrics is not None:
+            reset_metrics()
+        tables = _round_tables(seed, side, index_dtype) if shuffle else None
+        logs = step(batch(tensors, tables, first))
+        if multi:
+            # The first step is peeled off the loop: its logs give the loop's structure.
+            _, logs = tf.while_loop(
+                lambda b, _: b < first + count,
+                lambda b, logs: (b + 1, step(batch(tensors, tables, b))),
+                (first + 1, logs),
+            )
+        return logs
+
+    return tf.function(steps, reduce_retracing=True, autograph=False)

@@ -1,0 +1,496 @@
+"""`LinearRegression.fit`'s fast path for in-memory arrays (keras_linreg/fast_fit.py).
+
+Correctness only (never speed): the fast path must give the stock Keras path's losses and
+weights on the same row order, and a hand-written loop's:
+
+```
+for each epoch, for each batch B of the epoch's row order (the last one short):
+    loss_B = sum_{i in B} w_i (x_i · slope + b - y_i)^2 / |B|
+    slope -= lr * d(loss_B)/d(slope);  b -= lr * d(loss_B)/db
+epoch loss = sum_B |B| loss_B / n       (the rows' weighted-by-count mean)
+```
+
+Tolerances: the fast path and Keras' path run the same float32 `train_step`, so they agree
+to rtol 1e-5 (the issue's bound); the float64 NumPy loop differs from float32 by rounding
+only, rtol 1e-4 over these few epochs.
+"""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import keras_linreg
+from keras_linreg.fast_fit import epoch_permutation
+
+N, D, BATCH, LR = 1000, 3, 128, 0.05  # 8 batches, the last one 104 rows
+
+
+@pytest.fixture
+def data(rng):
+    x = rng.normal(size=(N, D)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 3.0]) + 0.5 + rng.normal(0, 0.1, N)).astype("float32")
+    w = rng.uniform(0.5, 1.5, N).astype("float32")
+    return x, y, w
+
+
+def new_model(**kwargs):
+    model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR, **kwargs)
+    model.compile(metrics=[keras.metrics.RootMeanSquaredError()])
+    return model
+
+
+def hand_loop(x, y, w, orders, batch_size=BATCH, lr=LR, slope=None, intercept=0.0):
+    """Float64 mini-batch SGD over the given per-epoch row orders; returns losses, weights."""
+    x, y = x.astype("float64"), y.astype("float64")
+    w = np.ones(len(y)) if w is None else w.astype("float64")
+    slope = np.zeros(x.shape[1]) if slope is None else slope
+    losses = []
+    for order in orders:
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            xb, yb, wb = x[rows], y[rows], w[rows]
+            residual = xb @ slope + intercept - yb
+            total += np.sum(wb * residual**2)
+            slope = slope - lr * 2 * (wb * residual) @ xb / len(rows)
+            intercept = intercept - lr * 2 * np.sum(wb * residual) / len(rows)
+        losses.append(total / len(order))
+    return np.array(losses), slope, intercept
+
+
+def assert_same_fit(fast, stock, fast_model, stock_model, rtol=1e-5):
+    assert fast.history.keys() == stock.history.keys()
+    for key in stock.history:
+        np.testing.assert_allclose(fast.history[key], stock.history[key], rtol=rtol, err_msg=key)
+    for a, b in zip(fast_model.get_parameters(), stock_model.get_parameters(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol)
+
+
+# ------------------------------------------------------------- same as stock Keras
+def test_unshuffled_fit_equals_stock_keras_and_a_hand_loop(data):
+    x, y, w = data
+    kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
+    fast_model, stock_model = new_model(), new_model()
+    fast = fast_model.fit(x, y, **kwargs)
+    stock = keras.Model.fit(stock_model, x, y, **kwargs)  # Keras' own NumPy path
+    assert_same_fit(fast, stock, fast_model, stock_model)
+
+    losses, slope, intercept = hand_loop(x, y, w, [np.arange(N)] * 3)
+    np.testing.assert_allclose(fast.history["loss"], losses, rtol=1e-4)
+    got_slope, got_intercept = fast_model.get_parameters()
+    np.testing.assert_allclose(got_slope, slope, rtol=1e-4)
+    np.testing.assert_allclose(got_intercept, intercept, rtol=1e-4)
+
+
+def test_validation_split_and_validation_data_equal_stock_keras(data):
+    x, y, w = data
+    for extra in (
+        dict(validation_split=0.25),
+        dict(validation_data=(x[:300], y[:300], w[:300]), validation_batch_size=50),
+        dict(validation_data=(x[:300], y[:300]), validation_freq=2),
+    ):
+        kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
+        fast_model, stock_model = new_model(), new_model()
+        fast = fast_model.fit(x, y, **kwargs, **extra)
+        stock = keras.Model.fit(stock_model, x, y, **kwargs, **extra)
+        assert "val_loss" in fast.history and "val_root_mean_squared_error" in fast.history
+        assert_same_fit(fast, stock, fast_model, stock_model)
+
+
+def test_validation_split_uses_the_last_rows_like_keras(data):
+    x, y, _ = data
+    model = new_model()
+    history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, validation_split=0.2,
+                        verbose=0)
+    losses, slope, intercept = hand_loop(x[:800], y[:800], None, [np.arange(800)] * 2)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+    residual = x[800:].astype("float64") @ slope + intercept - y[800:]
+    np.testing.assert_allclose(history.history["val_loss"][-1], np.mean(residual**2), rtol=1e-4)
+
+
+def test_jit_compiled_steps_equal_stock_keras(data):
+    x, y, w = data
+    kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+                  validation_split=0.2)
+    models = []
+    for _ in range(2):
+        model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
+        model.compile(jit_compile=True)
+        models.append(model)
+    fast = models[0].fit(x, y, **kwargs)
+    stock = keras.Model.fit(models[1], x, y, **kwargs)
+    assert_same_fit(fast, stock, *models)
+
+
+def test_integer_targets_and_a_new_dtype_on_the_same_model(data):
+    x, y, _ = data
+    model, stock_model = new_model(), new_model()
+    for targets in (y, np.round(y).astype("int64")):  # same n: a new function, not an error
+        fast = model.fit(x, targets, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        stock = keras.Model.fit(stock_model, x, targets, batch_size=BATCH, epochs=1,
+                                shuffle=False, verbose=0)
+        assert_same_fit(fast, stock, model, stock_model)
+
+
+def test_tf_data_input_goes_to_keras_and_matches(data):
+    x, y, _ = data
+    fast_model, data_model = new_model(), new_model()
+    fast = fast_model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+    other = data_model.fit(dataset, epochs=2, verbose=0)
+    assert_same_fit(fast, other, fast_model, data_model)
+
+
+def test_pandas_and_float64_inputs_give_the_numpy_float32_result(data):
+    x, y, w = data
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    reference_model = new_model()
+    reference = reference_model.fit(x, y, sample_weight=w, **kwargs)
+    frame = pd.DataFrame(x.astype("float64"), columns=["a", "b", "c"])
+    model = new_model()
+    history = model.fit(frame, pd.Series(y), sample_weight=pd.Series(w), **kwargs)
+    assert_same_fit(history, reference, model, reference_model)
+    model = new_model()
+    history = model.fit(x.astype("float64"), y.astype("float64")[:, None], sample_weight=w,
+                        **kwargs)
+    assert_same_fit(history, reference, model, reference_model)
+
+
+def test_one_dimensional_x_and_default_batch_size_equal_stock(tutorial_data):
+    x, y = tutorial_data
+    fast_model = keras_linreg.LinearRegression(learning_rate=0.01)
+    stock_model = keras_linreg.LinearRegression(learning_rate=0.01)
+    fast_model.compile()
+    stock_model.compile()
+    fast = fast_model.fit(x, y, epochs=3, shuffle=False, verbose=0)  # batch_size 32: 4 steps
+    stock = keras.Model.fit(stock_model, x, y, epochs=3, shuffle=False, verbose=0)
+    assert_same_fit(fast, stock, fast_model, stock_model)
+    assert int(fast_model.optimizer.iterations.numpy()) == 12
+
+
+def test_tutorial_workload_matches_the_eager_loop(tutorial_data):
+    """One full batch per epoch, shuffle left at its default (True): the step is a sum
+    over all rows, so the order does not matter and the losses are the tutorial's."""
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression(learning_rate=0.01)
+    model.compile()
+    history = model.fit(x, y, batch_size=100, epochs=100, verbose=0)
+    losses, slope, intercept = hand_loop(x[:, None], y, None, [np.arange(100)] * 100,
+                                         batch_size=100, lr=0.01)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+    np.testing.assert_allclose(model.get_parameters()[0], slope, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------ shuffling
+def test_epoch_permutation_is_a_permutation_that_changes_every_epoch():
+    orders = [epoch_permutation(N, 11, epoch) for epoch in range(4)]
+    for order in orders:
+        assert np.array_equal(np.sort(order), np.arange(N))
+        assert not np.array_equal(order, np.arange(N))
+    for a, b in zip(orders, orders[1:], strict=False):
+        assert np.mean(a == b) < 0.05  # not only the batch order: the rows move
+    np.testing.assert_array_equal(epoch_permutation(N, 11, 2), orders[2])  # a pure function
+    assert not np.array_equal(epoch_permutation(N, 12, 2), orders[2])
+    for n in (1, 2, 3, 99, 101, 4097):  # sizes that are and are not squares
+        assert np.array_equal(np.sort(epoch_permutation(n, 5, 0)), np.arange(n))
+
+
+def test_shuffled_fit_follows_the_seeded_permutation(data):
+    """fit(shuffle=True) = the hand loop over `epoch_permutation(n, seed, epoch)`, where the
+    seed is the first draw from Keras' global seed generator."""
+    x, y, w = data
+    keras.utils.set_random_seed(5)
+    seed = int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+    keras.utils.set_random_seed(5)
+    model = new_model()
+    history = model.fit(x, y, sample_weight=w, batch_size=BATCH, epochs=3, verbose=0)
+    orders = [epoch_permutation(N, seed, epoch) for epoch in range(3)]
+    losses, slope, _ = hand_loop(x, y, w, orders)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+    np.testing.assert_allclose(model.get_parameters()[0], slope, rtol=1e-4)
+    unshuffled, _, _ = hand_loop(x, y, w, [np.arange(N)] * 3)
+    assert not np.allclose(history.history["loss"][1:], unshuffled[1:], rtol=1e-4)
+
+
+class _RecordingModel(keras_linreg.LinearRegression):
+    """Records, in-graph, the row ids (column 0 of x) in the order `train_step` sees them."""
+
+    rows = 500
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.order = self.add_weight(shape=(self.rows,), initializer="zeros", dtype="int32",
+                                     trainable=False, name="order")
+        self.position = self.add_weight(shape=(), initializer="zeros", dtype="int32",
+                                        trainable=False, name="position")
+
+    def train_step(self, data):
+        ids = tf.cast(data[0][:, 0], tf.int32)
+        positions = self.position + tf.range(tf.shape(ids)[0])
+        self.order.assign(tf.tensor_scatter_nd_update(self.order, positions[:, None], ids))
+        self.position.assign_add(tf.shape(ids)[0])
+        return super().train_step(data)
+
+
+def test_every_epoch_sees_every_row_once_in_a_new_order(rng):
+    n = _RecordingModel.rows
+    x = np.column_stack([np.arange(n), rng.normal(size=n)]).astype("float32")
+    y = rng.normal(size=n).astype("float32")
+    orders = []
+
+    class Collect(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            orders.append(self.model.order.numpy().copy())
+            self.model.position.assign(0)
+
+    keras.utils.set_random_seed(1)
+    model = _RecordingModel(n_features=2, learning_rate=1e-4, name="recording")
+    model.compile()
+    model.fit(x, y, batch_size=64, epochs=3, verbose=0, callbacks=[Collect()])
+    assert len(orders) == 3
+    for order in orders:
+        assert np.array_equal(np.sort(order), np.arange(n))  # each row exactly once
+        assert not np.array_equal(order, np.arange(n))
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    # The first batch holds different rows each epoch (rows move between batches).
+    assert set(orders[0][:64]) != set(orders[1][:64])
+
+
+def test_seeded_runs_repeat_and_other_seeds_differ(data):
+    x, y, _ = data
+
+    def run(seed):
+        keras.utils.set_random_seed(seed)
+        model = new_model()
+        history = model.fit(x, y, batch_size=BATCH, epochs=3, verbose=0)
+        return history.history["loss"], model.get_parameters()[0]
+
+    (losses_a, slope_a), (losses_b, slope_b) = run(3), run(3)
+    assert losses_a == losses_b
+    np.testing.assert_array_equal(slope_a, slope_b)
+    losses_c, _ = run(4)
+    assert losses_c[1:] != losses_a[1:]
+
+
+def test_backup_and_restore_resumes_with_the_same_row_order(data, tmp_path):
+    x, y, _ = data
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    keras.utils.set_random_seed(9)
+    uninterrupted = new_model()
+    uninterrupted.fit(x, y, batch_size=BATCH, epochs=4, verbose=0)
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    keras.utils.set_random_seed(9)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        new_model().fit(x, y, batch_size=BATCH, epochs=4, verbose=0,
+                        callbacks=[backup, Interrupt()])
+    keras.utils.set_random_seed(9)  # the "restarted process"
+    resumed = new_model()
+    history = resumed.fit(x, y, batch_size=BATCH, epochs=4, verbose=0,
+                          callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert len(history.history["loss"]) == 2  # epochs 2 and 3 only
+    np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
+                               rtol=1e-6)
+
+
+# ------------------------------------------------------------ epochs, steps, callbacks
+def test_initial_epoch_and_steps_per_epoch_equal_stock(data):
+    x, y, _ = data
+    for extra in (dict(initial_epoch=2, epochs=4), dict(steps_per_epoch=4, epochs=4)):
+        kwargs = dict(batch_size=BATCH, shuffle=False, verbose=0, **extra)
+        fast_model, stock_model = new_model(), new_model()
+        fast = fast_model.fit(x, y, **kwargs)
+        stock = keras.Model.fit(stock_model, x, y, **kwargs)
+        assert len(fast.history["loss"]) == 2 if "initial_epoch" in extra else 4
+        assert_same_fit(fast, stock, fast_model, stock_model)
+    # steps_per_epoch=4 over 8 batches: epochs alternate between the two halves.
+    halves = [np.arange(512), np.arange(512, N)]
+    losses, _, _ = hand_loop(x, y, None, halves * 2)
+    np.testing.assert_allclose(fast.history["loss"], losses, rtol=1e-4)
+
+
+def test_steps_per_epoch_beyond_the_data_warns_like_keras(data):
+    x, y, _ = data
+    with pytest.warns(UserWarning, match="ran out of data"):
+        history = new_model().fit(x, y, batch_size=BATCH, epochs=2, steps_per_epoch=10,
+                                  shuffle=False, verbose=0)
+    assert len(history.history["loss"]) == 2
+
+
+def test_callbacks_fire_every_epoch_and_batch_hooks_every_step(data):
+    x, y, _ = data
+    events = []
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            events.append(("begin", epoch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            events.append(("end", epoch, sorted(logs)))
+
+    class Batches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            events.append(("batch", batch, logs["loss"]))
+
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    fast_model, stock_model = new_model(), new_model()
+    fast = fast_model.fit(x, y, callbacks=[Epochs(), Batches()], **kwargs)
+    fast_events, events[:] = list(events), []
+    stock = keras.Model.fit(stock_model, x, y, callbacks=[Epochs(), Batches()], **kwargs)
+    assert [e[:2] for e in fast_events] == [e[:2] for e in events]
+    assert sum(e[0] == "batch" for e in fast_events) == 16  # 8 batches x 2 epochs
+    np.testing.assert_allclose([e[2] for e in fast_events if e[0] == "batch"],
+                               [e[2] for e in events if e[0] == "batch"], rtol=1e-5)
+    assert_same_fit(fast, stock, fast_model, stock_model)
+
+    events[:] = []
+    new_model().fit(x, y, callbacks=[Epochs()], **kwargs)  # whole epochs in one call
+    assert [e[:2] for e in events] == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1)]
+    assert events[1][2] == ["loss", "root_mean_squared_error"]
+
+
+def test_stop_training_and_early_stopping(data):
+    x, y, _ = data
+
+    class StopAfterOne(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    history = new_model().fit(x, y, batch_size=BATCH, epochs=5, verbose=0,
+                              callbacks=[StopAfterOne()])
+    assert len(history.history["loss"]) == 1
+    stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=1)
+    history = new_model().fit(x, y, batch_size=BATCH, epochs=10, verbose=0, callbacks=[stopper])
+    assert len(history.history["loss"]) == 2
+
+
+def test_learning_rate_scheduler_changes_the_applied_rate(data):
+    x, y, _ = data
+    scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.0 if epoch else lr)
+    model = new_model()
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    after_one = model.get_parameters()[0]
+    model = new_model()
+    model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0, callbacks=[scheduler])
+    np.testing.assert_allclose(model.get_parameters()[0], after_one, rtol=1e-6)
+
+
+def test_refit_after_recompile_equals_stock_and_shows_progress(data, capsys):
+    x, y, _ = data
+    histories, models = [], []
+    for fit in (keras_linreg.LinearRegression.fit, keras.Model.fit):
+        model = new_model()
+        fit(model, x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        # A new compile resets `train_function`: the fast path's cached functions go too.
+        model.compile(metrics=[keras.metrics.MeanAbsoluteError()])
+        histories.append(fit(model, x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=1))
+        models.append(model)
+    assert "mean_absolute_error" in histories[0].history
+    assert_same_fit(histories[0], histories[1], *models)
+    assert "8/8" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- refusals, warnings
+def test_class_weight_is_refused_on_every_path(data):
+    x, y, _ = data
+    for inputs in ((x, y), (tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH), None)):
+        with pytest.raises(ValueError, match="class_weight.*regression"):
+            new_model().fit(*inputs, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+
+
+def test_no_warnings_with_every_argument(data):
+    x, y, w = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # inside NumPy/Keras
+        history = new_model().fit(
+            x, y, sample_weight=w, batch_size=BATCH, epochs=2, shuffle=True,
+            validation_split=0.1, verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(), keras.callbacks.EarlyStopping("loss")],
+        )
+    assert len(history.history["val_loss"]) == 2
+    assert all(math.isfinite(v) for v in history.history["loss"])
+
+
+# ------------------------------------------------------------- Keras' own paths
+def test_inputs_the_fast_path_leaves_to_keras_still_train(data):
+    """Generators, `shuffle="batch"`, `validation_steps`, a `tf.data` validation set and a
+    `tf.distribute` strategy go to `keras.Model.fit`; eager tensors take the fast path.
+    Without shuffling all of them see the same batches, so the losses agree."""
+    x, y, _ = data
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    reference_model = new_model()
+    reference = reference_model.fit(x, y, validation_data=(x[:256], y[:256]), **kwargs)
+
+    def check(history, model):
+        np.testing.assert_allclose(history.history["loss"], reference.history["loss"],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(model.get_parameters()[0],
+                                   reference_model.get_parameters()[0], rtol=1e-5)
+
+    model = new_model()  # eager tensors
+    check(model.fit(tf.constant(x), tf.constant(y), **kwargs), model)
+    model = new_model()  # validation through Keras' evaluate
+    history = model.fit(x, y, validation_data=tf.data.Dataset.from_tensor_slices(
+        (x[:256], y[:256])).batch(BATCH), **kwargs)
+    check(history, model)
+    np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"],
+                               rtol=1e-5)
+    model = new_model()
+    history = model.fit(x, y, validation_data=(x[:256], y[:256]), validation_steps=2, **kwargs)
+    check(history, model)
+    np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"],
+                               rtol=1e-5)
+
+    def batches():
+        while True:
+            for start in range(0, N, BATCH):
+                yield x[start : start + BATCH], y[start : start + BATCH]
+
+    model = new_model()
+    check(model.fit(batches(), steps_per_epoch=8, epochs=2, verbose=0), model)
+    # shuffle="batch": Keras' path, every row still seen once per epoch.
+    history = new_model().fit(x, y, batch_size=BATCH, epochs=2, shuffle="batch", verbose=0)
+    assert len(history.history["loss"]) == 2
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        model = new_model()
+    check(model.fit(x, y, **kwargs), model)
+
+
+def test_steps_per_execution_groups_batch_hooks_like_keras(data):
+    x, y, _ = data
+    ends = {"fast": [], "stock": []}
+
+    class Batches(keras.callbacks.Callback):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def on_train_batch_end(self, batch, logs=None):
+            ends[self.name].append((batch, logs["loss"]))
+
+    models = []
+    for _ in range(2):
+        model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
+        model.compile(steps_per_execution=3)
+        models.append(model)
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    fast = models[0].fit(x, y, callbacks=[Batches("fast")], **kwargs)
+    stock = keras.Model.fit(models[1], x, y, callbacks=[Batches("stock")], **kwargs)
+    # Batches 0-2, 3-5, 6-7 per call. Keras reports the short last call as ending at
+    # batch 8 (begin + steps_per_execution - 1); the fast path names the last batch run.
+    assert [b for b, _ in ends["fast"]] == [2, 5, 7] * 2
+    assert [b for b, _ in ends["stock"]] == [2, 5, 8] * 2
+    np.testing.assert_allclose([v for _, v in ends["fast"]], [v for _, v in ends["stock"]],
+                               rtol=1e-5)
+    assert_same_fit(fast, stock, *models)
