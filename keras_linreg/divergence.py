@@ -357,7 +357,7 @@ class _DivergenceMonitor(keras.callbacks.Callback):
 
     # -------------------------------------------------------------- helpers
     def _snapshot(self):
-        weights = [np.array(keras.ops.convert_to_numpy(v)) for v in _weights(self.model)]
+        weights = [np.array(v.numpy()) for v in _weights(self.model)]
         return weights, int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _restore(self, weights, iterations):

@@ -380,18 +380,26 @@ class LinearRegression(keras.Model):
         n = tf.cast(tf.shape(y_pred)[0], self.compute_dtype)
         return tf.reduce_sum(squared), n
 
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics on `(n, 1)` columns and returns all results.
+
+        Keras' regression metrics (e.g. `R2Score`) expect `(batch, outputs)`;
+        this model's targets and predictions are `(n,)`. Keras' own build
+        step calls this too, so the reshaping lives here.
+        """
+        y = _as_vector(y, "y", self.compute_dtype)[:, tf.newaxis]
+        y_pred = tf.reshape(y_pred, [-1, 1])
+        if sample_weight is not None:
+            sample_weight = _as_vector(sample_weight, "sample_weight", self.compute_dtype)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
     def _update_metrics(self, y, y_pred, sample_weight, local_sse, local_n):
         # Mean weighted by rows: summed over batches (and replicas) this is
         # sum(sse) / sum(n), the data's MSE, however uneven the batches.
         self.loss_tracker.update_state(
             tf.math.divide_no_nan(local_sse, local_n), sample_weight=local_n
         )
-        y = _as_vector(y, "y", self.compute_dtype)
-        if sample_weight is not None:
-            sample_weight = _as_vector(sample_weight, "sample_weight", self.compute_dtype)
-        logs = self.compute_metrics(
-            None, y[:, tf.newaxis], y_pred[:, tf.newaxis], sample_weight=sample_weight
-        )
+        logs = self.compute_metrics(None, y, y_pred, sample_weight=sample_weight)
         return _keras_internals.reducible_logs(logs)  # for MultiWorkerMirroredStrategy
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):

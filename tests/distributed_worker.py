@@ -153,6 +153,8 @@ def main(argv=None):
         _STRATEGY = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
     elif kind == "multi_worker":
         _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "one_device":
+        _STRATEGY = tf.distribute.OneDeviceStrategy("/cpu:0")
     elif kind != "none":
         raise ValueError(f"Unknown strategy: {kind!r}")
     replicas = _STRATEGY.num_replicas_in_sync if _STRATEGY else 1

@@ -208,8 +208,11 @@ def test_two_worker_processes_match_one_process(reference, tmp_path):
     runs = [*RUNS, SHUFFLED_RUN]
     config = {"strategy": "multi_worker", "runs": runs}
     # The shuffled run's reference sets the global random seed: it runs in a
-    # child process of its own (no strategy), beside the two workers.
-    commands = [worker_command({"strategy": "none", "runs": [SHUFFLED_RUN]})] + [
+    # child process of its own, beside the two workers. Under any strategy,
+    # fit shuffles with Keras' own pipeline (the fast path with its own
+    # (seed, epoch) order takes no strategy), so the one-process reference
+    # runs under OneDeviceStrategy to see the same row order.
+    commands = [worker_command({"strategy": "one_device", "runs": [SHUFFLED_RUN]})] + [
         worker_command(
             config,
             TF_CONFIG=json.dumps(
