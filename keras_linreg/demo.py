@@ -21,6 +21,37 @@ def tutorial_data(seed: int | None = 0, n: int = 100) -> tuple[np.ndarray, np.nd
     return x.astype(np.float32), y.astype(np.float32)
 
 
+STANDARDIZED_LEARNING_RATE = 0.5
+
+
+def compare_standardized(
+    x: np.ndarray, y: np.ndarray, learning_rate: float, max_epochs: int = 5000
+) -> tuple[int | None, int | None]:
+    """Prints and returns the full-batch epochs each model needs to get within
+    1e-4 of least squares: raw features at `learning_rate`, then standardized
+    features (`standardize=True`) at `STANDARDIZED_LEARNING_RATE`."""
+    import keras_linreg
+
+    raw = keras_linreg.epochs_to_optimum(
+        keras_linreg.LinearRegression(learning_rate=learning_rate), x, y, max_epochs=max_epochs
+    )
+    standardized = keras_linreg.epochs_to_optimum(
+        keras_linreg.LinearRegression(learning_rate=STANDARDIZED_LEARNING_RATE, standardize=True),
+        x,
+        y,
+        max_epochs=max_epochs,
+    )
+
+    def said(epochs):
+        return f"{epochs} epochs" if epochs is not None else f"not within {max_epochs} epochs"
+
+    print("Epochs until slope and intercept are within 1e-4 of least squares:")
+    print(f"  raw features,          learning_rate={learning_rate:<6g} {said(raw)}")
+    rate = STANDARDIZED_LEARNING_RATE
+    print(f"  standardized features, learning_rate={rate:<6g} {said(standardized)}")
+    return raw, standardized
+
+
 @dataclass
 class DemoResult:
     """What `run_demo` measured."""
@@ -84,6 +115,7 @@ def run_demo(
     plot_fit(plot_path, x, y, model.predict(x, verbose=0), losses, title="y = x + N(0, 1)")
     export_path = os.path.join(out, "saved_model", "1")
     keras_linreg.export_saved_model(model, export_path, overwrite=True)
+    compare_standardized(x, y, learning_rate)
     print(f"TensorBoard logs: {log_dir}   (tensorboard --logdir {os.path.dirname(log_dir)})")
     print(f"Plot: {plot_path}")
     print(f"SavedModel: {export_path}")

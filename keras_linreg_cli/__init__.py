@@ -183,7 +183,7 @@ def _check_paths(args) -> None:
 def _import_tensorflow_quietly() -> None:
     """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
 
-    TensorFlow's C++ start-up writes lines such as "All log messages before
+    TensorFlow's C++ start-up and device discovery write lines such as "All log messages before
     absl::InitializeLog() is called are written to STDERR" and "Could not find
     cuda drivers" whatever TF_CPP_MIN_LOG_LEVEL says; they would bury this
     tool's one-line errors. An import error is still reported: Python raises
@@ -194,7 +194,10 @@ def _import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        # Device discovery logs too ("failed call to cuInit" without a GPU).
+        tensorflow.config.list_logical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -214,11 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     _import_tensorflow_quietly()
 
+    from keras_linreg import DivergenceError
     from keras_linreg_cli import commands
     from keras_linreg_cli.csv_table import DataError
 
     try:
         return commands.run(args)
-    except (DataError, commands.InputError) as error:
+    except (DataError, commands.InputError, DivergenceError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
