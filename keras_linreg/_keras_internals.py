@@ -1,6 +1,6 @@
 """Every use of a private Keras API in keras_linreg, in one place.
 
-Two parts of the package need Keras internals; nothing else touches them:
+Three parts of the package use them (A, B and C); nothing else does:
 
 A. tf.distribute: Keras 3.15's TensorFlow trainer fails under
    `tf.distribute` in two places (keras-team/keras#20585). `LinearRegression`
@@ -13,6 +13,8 @@ B. The fast fit loop (`keras_linreg/fast_fit.py`) re-implements
    compile check, the symbolic build, `BackupAndRestore`'s resume epoch,
    `validation_freq`, the cached validation iterator, the detection of
    overridden callback hooks and the conversion of logs to Python floats.
+C. Data checks and TensorBoard logging (`validation.py`, `callbacks.py`):
+   two small reads (4. below).
 
 All of it was written against Keras 3.15 (hence `keras>=3.15,<3.16` in
 `pyproject.toml`), and `tests/test_keras_internals.py` fails loudly if a
@@ -63,10 +65,17 @@ and the epoch logs Keras reports come from the metrics' cross-replica values.
    which `CallbackList` reads). Calling Keras' own helpers rather than
    copies keeps the fast path's errors, resume epoch, validation schedule
    and logs identical to the stock path's, and in step with Keras.
+
+4. Two smaller reads elsewhere: `is_fit_validation_pass` (used by
+   `validation.prepare_evaluate`) recognises the `_use_cached_eval_dataset`
+   flag of `fit`'s own validation call, and `learning_rate_schedule` (used
+   by `callbacks.ParameterLogger`) reads the schedule an optimizer keeps in
+   `_learning_rate`.
 """
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 # Private Keras API (2): `_collective_all_reduce_multi_worker`, the predicate
@@ -79,6 +88,9 @@ from keras.src.backend.tensorflow.trainer import (
     _collective_all_reduce_multi_worker,
 )
 from keras.src.utils import python_utils as _python_utils
+
+# `evaluate`'s private keyword: "use `model._eval_epoch_iterator`" (`fit`'s validation).
+_USE_CACHED_EVAL_DATASET = "_use_cached_eval_dataset"
 
 
 def maybe_symbolic_build(model, keras_maybe_symbolic_build, iterator=None, data_batch=None):
@@ -272,7 +284,7 @@ def evaluate_cached(model, x, y, sample_weight, batch_size, steps, callbacks):
         steps=steps,
         callbacks=callbacks,
         return_dict=True,
-        _use_cached_eval_dataset=True,
+        **{_USE_CACHED_EVAL_DATASET: True},
     )
 
 
@@ -303,3 +315,26 @@ def pythonify_logs(logs):
     applies to every step's logs; there is no public equivalent.
     """
     return _python_utils.pythonify_logs(logs)
+
+
+# ------------------------------------------------------------------ other reads (4)
+def is_fit_validation_pass(evaluate_arguments):
+    """Whether `evaluate`'s arguments (by name) are `fit`'s own validation call.
+
+    Why private: `fit` validates through `evaluate(..., _use_cached_eval_dataset=True)`
+    on data it already holds; only that private flag tells this call apart.
+    """
+    return bool(evaluate_arguments.get(_USE_CACHED_EVAL_DATASET))
+
+
+def learning_rate_schedule(optimizer):
+    """The `LearningRateSchedule` `optimizer` was given, or None for a fixed rate.
+
+    Why private: Keras' optimizers keep the schedule in `_learning_rate`; the public
+    `learning_rate` evaluates it at `iterations` (the *next* step's rate), so only the
+    schedule itself gives the rate an earlier step applied.
+    """
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule
+    return None

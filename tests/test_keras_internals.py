@@ -130,9 +130,11 @@ def test_only_keras_internals_imports_private_keras_modules():
         if path.name != "_keras_internals.py" and "keras.src" in path.read_text()
     ]
     assert offenders == []
-    source = inspect.getsource(fast_fit)
-    for private in ("model._", "_is_default", "_use_cached_eval_dataset", "_eval_epoch"):
-        assert private not in source, private
+    for module in (fast_fit, keras_linreg.callbacks, keras_linreg.validation):
+        source = inspect.getsource(module)
+        for private in ("model._", "_is_default", "_use_cached_eval_dataset", "_eval_epoch",
+                        '"_learning_rate"', "optimizer._"):
+            assert private not in source, (module.__name__, private)
 
 
 def test_fit_calls_the_helpers_the_fast_loop_reuses():
@@ -282,3 +284,26 @@ def test_pythonify_logs_flattens_sorts_and_converts_to_floats():
     assert all(type(result[k]) is float for k in ("inner", "mse"))
     assert list(result) == ["inner", "mse", "name"]
     assert _keras_internals.pythonify_logs(None) == {}
+
+
+# ----------------------------------------------------------------- other reads (4)
+def test_fit_validation_pass_is_recognised_by_evaluate_private_flag():
+    # `keras_linreg.validation` binds `evaluate`'s arguments by name; `**kwargs`
+    # carries the flag `fit` passes (see `test_fit_calls_the_helpers_...`).
+    parameters = inspect.signature(keras.Model.evaluate).parameters
+    assert "_use_cached_eval_dataset" not in parameters and "kwargs" in parameters
+    assert _keras_internals.is_fit_validation_pass({"_use_cached_eval_dataset": True})
+    assert not _keras_internals.is_fit_validation_pass({"_use_cached_eval_dataset": False})
+    assert not _keras_internals.is_fit_validation_pass({"batch_size": 4})
+
+
+def test_learning_rate_schedule_is_where_keras_optimizers_keep_it():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    assert _keras_internals.learning_rate_schedule(optimizer) is schedule
+    assert _keras_internals.learning_rate_schedule(keras.optimizers.SGD(0.1)) is None
+    assert _keras_internals.learning_rate_schedule(None) is None
+    # The package's own optimizer state inherits the same slot.
+    model = keras_linreg.LinearRegression(n_features=1, learning_rate=schedule)
+    model.compile()
+    assert _keras_internals.learning_rate_schedule(model.optimizer) is schedule
