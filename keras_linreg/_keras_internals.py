@@ -1,11 +1,24 @@
 """Every use of a private Keras API in keras_linreg, in one place.
 
-Keras 3.15's TensorFlow trainer fails under `tf.distribute` in two places
-(keras-team/keras#20585). `LinearRegression` works around both with the two
-adapters below; nothing else in the package touches Keras internals. They
-were written against Keras 3.15 (hence `keras>=3.15,<3.16` in
+Three parts of the package use them (A, B and C); nothing else does:
+
+A. tf.distribute: Keras 3.15's TensorFlow trainer fails under
+   `tf.distribute` in two places (keras-team/keras#20585). `LinearRegression`
+   works around both with the two adapters `maybe_symbolic_build` and
+   `reducible_logs` (described in 1. and 2. below).
+B. The fast fit loop (`keras_linreg/fast_fit.py`) re-implements
+   `keras.Model.fit`'s epoch loop for in-memory arrays. To behave exactly as
+   Keras' loop it reuses, through the small functions at the end of this
+   module (3. below), the same private helpers Keras' own `fit` calls: the
+   compile check, the symbolic build, `BackupAndRestore`'s resume epoch,
+   `validation_freq`, the cached validation iterator, the detection of
+   overridden callback hooks and the conversion of logs to Python floats.
+C. Data checks and TensorBoard logging (`validation.py`, `callbacks.py`):
+   two small reads (4. below).
+
+All of it was written against Keras 3.15 (hence `keras>=3.15,<3.16` in
 `pyproject.toml`), and `tests/test_keras_internals.py` fails loudly if a
-Keras upgrade changes what they rely on.
+Keras upgrade changes what it relies on.
 
 1. `TensorFlowTrainer._maybe_symbolic_build(iterator=None, data_batch=None)`
    runs at the start of `fit`/`evaluate` for a model created under a
@@ -36,16 +49,48 @@ a graph execution.
 Neither adapter changes the numbers: the global-batch loss and update are
 computed in `LinearRegression.train_step` with public `tf.distribute` APIs,
 and the epoch logs Keras reports come from the metrics' cross-replica values.
+
+3. The fast fit loop (`fast_fit._FastFit`) mirrors
+   `TensorFlowTrainer.fit` step for step and calls, where Keras' `fit`
+   calls a private helper, the wrapper of that same helper:
+   `assert_compile_called` (`Trainer._assert_compile_called`),
+   `symbolic_build` (`Trainer._symbolic_build`), `initial_epoch`
+   (`Trainer._initial_epoch`, set by `BackupAndRestore`), `should_eval`
+   (`Trainer._should_eval`), `evaluate_cached` and `clear_eval_iterator`
+   (`_eval_epoch_iterator`, `TFEpochIterator` and `evaluate`'s
+   `_use_cached_eval_dataset`), `pythonify_logs`
+   (`keras.src.utils.python_utils.pythonify_logs`), plus
+   `has_own_strategy` (`TensorFlowTrainer._distribute_strategy`) and
+   `overrides_hook` (the `_is_default` marker of `keras.src.utils.default`,
+   which `CallbackList` reads). Calling Keras' own helpers rather than
+   copies keeps the fast path's errors, resume epoch, validation schedule
+   and logs identical to the stock path's, and in step with Keras.
+
+4. Two smaller reads elsewhere: `is_fit_validation_pass` (used by
+   `validation.prepare_evaluate`) recognises the `_use_cached_eval_dataset`
+   flag of `fit`'s own validation call, and `learning_rate_schedule` (used
+   by `callbacks.ParameterLogger`) reads the schedule an optimizer keeps in
+   `_learning_rate`.
 """
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
-# Private Keras API (2): the predicate Keras' `reduce_per_replica` uses to
-# choose `strategy.reduce("MEAN", v, axis=0)`. Using Keras' own function, not
-# a copy, keeps our reshape in step with Keras' choice.
-from keras.src.backend.tensorflow.trainer import _collective_all_reduce_multi_worker
+# Private Keras API (2): `_collective_all_reduce_multi_worker`, the predicate
+# Keras' `reduce_per_replica` uses to choose `strategy.reduce("MEAN", v, axis=0)`.
+# Using Keras' own function, not a copy, keeps our reshape in step with Keras'
+# choice. Private Keras API (3): `TFEpochIterator` and `python_utils`, which
+# `TensorFlowTrainer.fit` uses around its loop (see the end of this module).
+from keras.src.backend.tensorflow.trainer import (
+    TFEpochIterator,
+    _collective_all_reduce_multi_worker,
+)
+from keras.src.utils import python_utils as _python_utils
+
+# `evaluate`'s private keyword: "use `model._eval_epoch_iterator`" (`fit`'s validation).
+_USE_CACHED_EVAL_DATASET = "_use_cached_eval_dataset"
 
 
 def maybe_symbolic_build(model, keras_maybe_symbolic_build, iterator=None, data_batch=None):
@@ -156,3 +201,140 @@ def reducible_logs(logs):
     return tf.nest.map_structure(
         lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs
     )
+
+
+# ----------------------------------------------------------- the fast fit loop (3)
+# Each function below wraps one private Keras helper that `TensorFlowTrainer.fit`
+# (Keras 3.15, keras/src/backend/tensorflow/trainer.py) calls around its epoch loop;
+# `keras_linreg/fast_fit.py` calls these at the same points, so it behaves as `fit`.
+
+
+def assert_compile_called(model, method_name):
+    """Raises Keras' own "You must call `compile()`" error if `model` is not compiled.
+
+    Why private: `Trainer._assert_compile_called` is how `fit` refuses an uncompiled
+    model; reusing it keeps the fast path's message identical to Keras'.
+    """
+    model._assert_compile_called(method_name)
+
+
+def has_own_strategy(model):
+    """Whether `model` was created under a `tf.distribute` strategy's scope.
+
+    Why private: the public `model.distribute_strategy` falls back to the current
+    (default) strategy, so only `TensorFlowTrainer._distribute_strategy` tells a
+    model built under a scope apart when `fit` runs outside it.
+    """
+    return getattr(model, "_distribute_strategy", None) is not None
+
+
+def symbolic_build(model, data_batch):
+    """Creates the model's, compiled metrics' and optimizer's variables from a batch.
+
+    Why private: `Trainer._symbolic_build(data_batch=...)` is what `fit` runs before
+    tracing; a `tf.function` that creates variables on its first call is traced twice.
+    """
+    model._symbolic_build(data_batch=data_batch)
+
+
+def initial_epoch(model, default):
+    """The epoch `fit` starts at: `BackupAndRestore`'s resume epoch, else `default`.
+
+    Why private: `BackupAndRestore.on_train_begin` (`_load_model`) stores the resume epoch in
+    `model._initial_epoch`, and `fit` reads it exactly like this.
+    """
+    return model._initial_epoch or default
+
+
+def should_eval(model, epoch, validation_freq):
+    """Whether `fit` validates after 0-based `epoch` for `validation_freq` (int or list).
+
+    Why private: `Trainer._should_eval` is Keras' schedule (and error message) for
+    `validation_freq`; reusing it keeps the two paths' schedules identical.
+    """
+    return model._should_eval(epoch, validation_freq)
+
+
+def evaluate_cached(model, x, y, sample_weight, batch_size, steps, callbacks):
+    """Validates as `fit` does: `evaluate` on an epoch iterator cached on the model.
+
+    Why private: `fit` creates a `TFEpochIterator` for the validation data once, in
+    `model._eval_epoch_iterator`, and passes `_use_cached_eval_dataset=True` so every
+    validation reuses it (one `tf.data` pipeline per `fit`, not per epoch).
+
+    Returns:
+        The validation logs as a dict (`evaluate(..., return_dict=True)`).
+    """
+    if getattr(model, "_eval_epoch_iterator", None) is None:
+        model._eval_epoch_iterator = TFEpochIterator(
+            x=x,
+            y=y,
+            sample_weight=sample_weight,
+            batch_size=batch_size,
+            distribute_strategy=model.distribute_strategy,
+            steps_per_execution=model.steps_per_execution,
+            steps_per_epoch=steps,
+            shuffle=False,
+        )
+    return model.evaluate(
+        x=x,
+        y=y,
+        sample_weight=sample_weight,
+        batch_size=batch_size,
+        steps=steps,
+        callbacks=callbacks,
+        return_dict=True,
+        **{_USE_CACHED_EVAL_DATASET: True},
+    )
+
+
+def clear_eval_iterator(model):
+    """Drops the validation iterator `evaluate_cached` cached, as `fit` does at its end.
+
+    Why private: `model._eval_epoch_iterator` is Keras' own cache slot (see
+    `evaluate_cached`); leaving it set would pin the validation data to the model.
+    """
+    if getattr(model, "_eval_epoch_iterator", None) is not None:
+        del model._eval_epoch_iterator
+
+
+def overrides_hook(callback, hook):
+    """Whether `callback`'s method `hook` (e.g. "on_train_batch_end") is overridden.
+
+    Why private: `keras.callbacks.Callback` marks its no-op hooks with
+    `keras.src.utils.default` (attribute `_is_default`), and `CallbackList` reads that
+    marker with `is_default` to skip batch hooks nobody defines.
+    """
+    return not _python_utils.is_default(getattr(callback, hook, None))
+
+
+def pythonify_logs(logs):
+    """Logs as `CallbackList` hands them to callbacks: flattened, sorted, Python floats.
+
+    Why private: `keras.src.utils.python_utils.pythonify_logs` is the conversion Keras
+    applies to every step's logs; there is no public equivalent.
+    """
+    return _python_utils.pythonify_logs(logs)
+
+
+# ------------------------------------------------------------------ other reads (4)
+def is_fit_validation_pass(evaluate_arguments):
+    """Whether `evaluate`'s arguments (by name) are `fit`'s own validation call.
+
+    Why private: `fit` validates through `evaluate(..., _use_cached_eval_dataset=True)`
+    on data it already holds; only that private flag tells this call apart.
+    """
+    return bool(evaluate_arguments.get(_USE_CACHED_EVAL_DATASET))
+
+
+def learning_rate_schedule(optimizer):
+    """The `LearningRateSchedule` `optimizer` was given, or None for a fixed rate.
+
+    Why private: Keras' optimizers keep the schedule in `_learning_rate`; the public
+    `learning_rate` evaluates it at `iterations` (the *next* step's rate), so only the
+    schedule itself gives the rate an earlier step applied.
+    """
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule
+    return None

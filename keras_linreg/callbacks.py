@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_linreg import _keras_internals
+
 # `keras.callbacks.TensorBoard(log_dir)` writes its event files to
 # `log_dir/train` and `log_dir/validation`, one writer (and one growing event
 # file) per directory. TensorBoard treats every directory holding event files
@@ -235,10 +237,10 @@ def _applied_learning_rate(model, logs):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not hasattr(optimizer, "learning_rate"):
         return None
-    # Keras keeps a schedule in the private `_learning_rate`; the public
-    # `learning_rate` evaluates it at `iterations`, the *next* step's rate.
-    schedule = getattr(optimizer, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+    # The public `learning_rate` evaluates a schedule at `iterations`, the *next*
+    # step's rate; Keras keeps the schedule itself privately (see _keras_internals).
+    schedule = _keras_internals.learning_rate_schedule(optimizer)
+    if schedule is not None:
         last_step = max(int(keras.ops.convert_to_numpy(optimizer.iterations)) - 1, 0)
         return float(keras.ops.convert_to_numpy(schedule(last_step)))
     # `LearningRateScheduler` and `ReduceLROnPlateau` put the rate they saw

@@ -54,12 +54,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# Keras' own helpers for exactly what `keras.Model.fit` does around the loop. Private,
-# hence the pinned Keras range in pyproject.toml.
-from keras.src.backend.tensorflow.trainer import TFEpochIterator
-from keras.src.callbacks.history import History
-from keras.src.callbacks.progbar_logger import ProgbarLogger
-from keras.src.utils.python_utils import pythonify_logs
+# Keras' own (private) helpers for what `keras.Model.fit` does around its loop are
+# reached only through `_keras_internals`, which documents and tests each one.
+from keras_linreg import _keras_internals
 
 _FEISTEL_ROUNDS = 4
 _TRAIN_BATCH_HOOKS = (
@@ -142,7 +139,7 @@ def fit(
         or shuffle not in (True, False)
         or model.run_eagerly
         or tf.distribute.has_strategy()
-        or getattr(model, "_distribute_strategy", None) is not None
+        or _keras_internals.has_own_strategy(model)
         or keras.config.max_epochs()
         or keras.config.max_steps_per_epoch()
         or (batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1))
@@ -240,10 +237,10 @@ def _has_hooks(callbacks, hooks):
     """Whether a user callback overrides one of `hooks` (History and the progress bar
     also run when those hooks are called only once per execution)."""
     for callback in callbacks.callbacks:
-        if isinstance(callback, (History, ProgbarLogger)):
+        if isinstance(callback, (keras.callbacks.History, keras.callbacks.ProgbarLogger)):
             continue
         for name in hooks:
-            if not getattr(getattr(callback, name, None), "_is_default", False):
+            if _keras_internals.overrides_hook(callback, name):
                 return True
     return False
 
@@ -313,7 +310,7 @@ class _FastFit:
     def __init__(self, model, train, arguments):
         self.model = model
         self.arguments = arguments
-        model._assert_compile_called("fit")
+        _keras_internals.assert_compile_called(model, "fit")
         validation_data = arguments["validation_data"]
         validation_split = arguments["validation_split"]
         if validation_split and validation_data is None:
@@ -431,11 +428,13 @@ class _FastFit:
         # Create every variable (weights, compiled metrics, optimizer) before tracing,
         # as Keras does under a strategy; a `tf.function` that creates variables on its
         # first call is traced twice.
-        model._symbolic_build(data_batch=tuple(t[:1] for t in self.train if t is not None))
+        _keras_internals.symbolic_build(
+            model, data_batch=tuple(t[:1] for t in self.train if t is not None)
+        )
         callbacks.on_train_begin()
         training_logs = None
         logs = {}
-        initial_epoch = model._initial_epoch or arguments["initial_epoch"]
+        initial_epoch = _keras_internals.initial_epoch(model, arguments["initial_epoch"])
         for epoch in range(initial_epoch, epochs):
             # `model.reset_metrics()` runs in-graph at the start of the epoch's first call.
             callbacks.on_epoch_begin(epoch)
@@ -456,7 +455,7 @@ class _FastFit:
                     chunk,
                     reset=done == 0,
                 )
-                logs = pythonify_logs(logs)
+                logs = _keras_internals.pythonify_logs(logs)
                 callbacks.on_train_batch_end(done + chunk - 1, logs)
                 done += chunk
                 if model.stop_training:
@@ -470,7 +469,9 @@ class _FastFit:
                     stacklevel=2,
                 )
             epoch_logs = dict(logs)
-            if self.has_validation and model._should_eval(epoch, arguments["validation_freq"]):
+            if self.has_validation and _keras_internals.should_eval(
+                model, epoch, arguments["validation_freq"]
+            ):
                 val_logs = self._validate()
                 epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
             callbacks.on_epoch_end(epoch, epoch_logs)
@@ -480,8 +481,7 @@ class _FastFit:
 
         if isinstance(model.optimizer, keras.optimizers.Optimizer) and epochs > 0:
             model.optimizer.finalize_variable_values(model.trainable_weights)
-        if getattr(model, "_eval_epoch_iterator", None) is not None:
-            del model._eval_epoch_iterator
+        _keras_internals.clear_eval_iterator(model)
         callbacks.on_train_end(logs=training_logs)
         return model.history
 
@@ -493,28 +493,15 @@ class _FastFit:
         if self.val_arrays is None:
             # Not arrays (or `validation_steps`): Keras' own evaluation, with the
             # iterator cached across epochs exactly as `keras.Model.fit` does.
-            if getattr(model, "_eval_epoch_iterator", None) is None:
-                val_x, val_y, val_w = self.validation_data
-                model._eval_epoch_iterator = TFEpochIterator(
-                    x=val_x,
-                    y=val_y,
-                    sample_weight=val_w,
-                    batch_size=batch_size,
-                    distribute_strategy=model.distribute_strategy,
-                    steps_per_execution=model.steps_per_execution,
-                    steps_per_epoch=arguments["validation_steps"],
-                    shuffle=False,
-                )
             val_x, val_y, val_w = self.validation_data
-            return model.evaluate(
+            return _keras_internals.evaluate_cached(
+                model,
                 x=val_x,
                 y=val_y,
                 sample_weight=val_w,
                 batch_size=batch_size,
                 steps=arguments["validation_steps"],
                 callbacks=self.callbacks,
-                return_dict=True,
-                _use_cached_eval_dataset=True,
             )
         callbacks = self.callbacks
         n = int(self.val[0].shape[0])
@@ -532,7 +519,7 @@ class _FastFit:
             logs = self._run_steps(
                 "test_step", self.val, n, batch_size, False, no_seed, done, chunk, done == 0
             )
-            logs = pythonify_logs(logs)
+            logs = _keras_internals.pythonify_logs(logs)
             callbacks.on_test_batch_end(done + chunk - 1, logs)
             done += chunk
         callbacks.on_test_end(logs)

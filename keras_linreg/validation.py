@@ -36,6 +36,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_linreg import _keras_internals
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 
@@ -77,7 +79,7 @@ def prepare_evaluate(model, x, y, args, kwargs):
     """Checks `evaluate`'s in-memory data; returns `(x, y, kwargs)` to pass on."""
     arguments = _bind(keras.Model.evaluate, model, x, y, args, kwargs)
     x, y = arguments.pop("x"), arguments.pop("y")
-    if arguments.get("_use_cached_eval_dataset"):
+    if _keras_internals.is_fit_validation_pass(arguments):
         # `fit`'s own validation pass: its data was checked when fit began.
         return x, y, arguments
     x, y, weights = _check_data(
