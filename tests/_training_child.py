@@ -3,9 +3,11 @@
 Trains a `LinearRegression` with `keras.callbacks.BackupAndRestore` and a
 learning-rate schedule of the step counter, printing one JSON line per
 finished epoch (after the backup of that epoch was written) and a final
-`{"done": ...}` line. With `--pause-after-epoch k` it stops, alive, after
-printing epoch k, so the test can SIGKILL it there; started again with the same
-command it resumes after epoch k and never reaches that pause again.
+`{"done": ...}` line. With `--log-dir` a `keras_linreg.ParameterLogger` also
+writes the epoch's TensorBoard scalars to `log_dir/parameters`. With
+`--pause-after-epoch k` it stops, alive, after printing epoch k, so the test can
+SIGKILL it there; started again with the same command it resumes after epoch k
+and never reaches that pause again.
 """
 
 import argparse
@@ -71,14 +73,26 @@ class Progress(keras.callbacks.Callback):
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--backup-dir", required=True)
+    parser.add_argument("--log-dir", default=None)
     parser.add_argument("--pause-after-epoch", type=int, default=None)
     args = parser.parse_args(argv)
     x, y = data()
     model = build_model()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(args.backup_dir),
-        Progress(args.pause_after_epoch),  # after the backup: its epoch is saved
-    ]
+    # Keras runs the callbacks' `on_epoch_end` in this order, one after the
+    # other. BackupAndRestore writes the epoch's weights, then its number;
+    # only then does ParameterLogger write and flush the epoch's scalars.
+    # So every logged epoch is in the backup, and a restart (which resumes
+    # after the last backed-up epoch) never logs it a second time: no
+    # duplicate. A kill before the backup's epoch number is written repeats the
+    # epoch, which was not logged yet: logged once, by the restart. The only
+    # kill that would leave a gap falls between the backup and the logger's
+    # flush (in the other order a kill between the flush and the backup would
+    # log the epoch twice). Progress comes last, so when the test kills the
+    # child after "epoch k done", epoch k is both backed up and logged.
+    callbacks = [keras.callbacks.BackupAndRestore(args.backup_dir)]
+    if args.log_dir is not None:
+        callbacks.append(keras_linreg.ParameterLogger(args.log_dir))
+    callbacks.append(Progress(args.pause_after_epoch))  # its epoch is saved and logged
     model.fit(
         x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, shuffle=False, verbose=0,
         callbacks=callbacks,
