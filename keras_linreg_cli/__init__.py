@@ -180,7 +180,7 @@ def _check_paths(args) -> None:
             raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
 
     TensorFlow's C++ start-up and device discovery write lines such as "All log messages before
@@ -215,14 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    _import_tensorflow_quietly()
 
-    from keras_linreg import DivergenceError
+    # `commands` imports TensorFlow (through import_tensorflow_quietly) only
+    # once a command's input files have been read and checked.
     from keras_linreg_cli import commands
     from keras_linreg_cli.csv_table import DataError
 
     try:
         return commands.run(args)
-    except (DataError, commands.InputError, DivergenceError) as error:
+    except (DataError, commands.InputError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from keras_linreg_cli import import_tensorflow_quietly
 from keras_linreg_cli.csv_table import read_table, write_with_column
 
 
@@ -25,6 +26,7 @@ def run(args) -> int:
 
 
 def demo(args) -> int:
+    import_tensorflow_quietly()
     from keras_linreg import demo as demo_lib
 
     demo_lib.run_demo(
@@ -57,24 +59,28 @@ def train(args) -> int:
             "for training; expected at least 2"
         )
 
+    import_tensorflow_quietly()
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
     from keras_linreg.training import fit_regression, format_report, summarize
 
     log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
-    model, history = fit_regression(
-        x.astype(np.float32),
-        y.astype(np.float32),
-        feature_names=features,
-        learning_rate=args.learning_rate,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        validation_split=args.validation_split,
-        standardize=args.standardize,
-        seed=args.seed,
-        callbacks=[keras_linreg.ParameterLogger(log_dir)],
-        verbose=0 if args.quiet else "auto",
-    )
+    try:
+        model, history = fit_regression(
+            x.astype(np.float32),
+            y.astype(np.float32),
+            feature_names=features,
+            learning_rate=args.learning_rate,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            validation_split=args.validation_split,
+            standardize=args.standardize,
+            seed=args.seed,
+            callbacks=[keras_linreg.ParameterLogger(log_dir)],
+            verbose=0 if args.quiet else "auto",
+        )
+    except keras_linreg.DivergenceError as error:
+        raise InputError(str(error)) from None  # the message names the rate to try
     print(format_report(summarize(model, history, x[:train_rows], y[:train_rows])))
     print(f"TensorBoard logs: {log_dir}")
     if args.export:
@@ -103,6 +109,7 @@ def train(args) -> int:
 def predict(args) -> int:
     table = read_table(args.data, min_rows=1)
 
+    import_tensorflow_quietly()
     from keras_linreg.export import load_predictor
 
     try:
