@@ -333,6 +333,13 @@ class LinearRegression(keras.Model):
 
         return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
 
+    def test_step(self, data):
+        # The same loss and metrics as train_step, without the update.
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        local_sse, local_n = self._sum_of_squared_errors(y, y_pred, sample_weight)
+        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
+
     # ------------------------------------------------------ fit and friends
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, with the arguments and behaviour of Keras, plus:
@@ -363,12 +370,6 @@ class LinearRegression(keras.Model):
     def predict(self, x, *args, **kwargs):
         x, kwargs = _validation.prepare_predict(self, x, args, kwargs)
         return super().predict(x, **kwargs)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred = self(x, training=False)
-        local_sse, local_n = self._sum_of_squared_errors(y, y_pred, sample_weight)
-        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):
         """Returns `(sum(w * (y_pred - y)**2), n)` over this batch's rows."""
