@@ -43,7 +43,9 @@ def compare_standardized(
     )
 
     def said(epochs):
-        return f"{epochs} epochs" if epochs is not None else f"not within {max_epochs} epochs"
+        if epochs is None:
+            return f"not within {max_epochs} epochs"
+        return f"{epochs} epoch" + ("" if epochs == 1 else "s")
 
     print("Epochs until slope and intercept are within 1e-4 of least squares:")
     print(f"  raw features,          learning_rate={learning_rate:<6g} {said(raw)}")
