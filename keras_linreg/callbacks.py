@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_linreg import _keras_internals
+from keras_linreg.plotting import draw_fit
 
 # `keras.callbacks.TensorBoard(log_dir)` writes its event files to
 # `log_dir/train` and `log_dir/validation`, one writer (and one growing event
@@ -311,24 +312,10 @@ def _draw(data, slope, intercept, step):
     figure = Figure(figsize=(6, 4), dpi=80)
     canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()
+    draw_fit(axes, x, y, y_pred)
     if slope.size == 1:
-        axes.scatter(x[:, 0], y, s=8, alpha=0.6, label="data")
-        order = np.argsort(x[:, 0])
-        axes.plot(x[order, 0], y_pred[order], color="C3", label="fit")
-        axes.set_xlabel("x")
-        axes.set_ylabel("y")
         axes.set_title(f"epoch {step}: y = {slope[0]:.4g} x + {intercept:.4g}")
-        axes.legend(loc="best")
     else:
-        axes.scatter(y, y_pred, s=8, alpha=0.6)
-        finite = np.concatenate([y, y_pred])
-        finite = finite[np.isfinite(finite)]
-        if finite.size:
-            low, high = finite.min(), finite.max()
-            axes.plot([low, high], [low, high], color="C3", label="predicted = actual")
-            axes.legend(loc="best")
-        axes.set_xlabel("actual y")
-        axes.set_ylabel("predicted y")
         axes.set_title(f"epoch {step}: predicted vs actual")
     figure.tight_layout()
     canvas.draw()

@@ -9,6 +9,36 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def draw_fit(axes, x: np.ndarray, y: np.ndarray, y_pred: np.ndarray) -> None:
+    """Draws a fit on matplotlib `axes`.
+
+    With one feature: the data and the fitted line. With several: the
+    predictions against the targets, and the diagonal `predicted = actual`.
+    Non-finite predictions (a diverged fit) are left out of the diagonal's range.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = x.reshape(len(x), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if x.shape[1] == 1:
+        order = np.argsort(x[:, 0])
+        axes.scatter(x[:, 0], y, s=8, alpha=0.6, label="data")
+        axes.plot(x[order, 0], y_pred[order], color="C3", label="fit")
+        axes.set_xlabel("x")
+        axes.set_ylabel("y")
+        axes.legend(loc="best")
+        return
+    axes.scatter(y, y_pred, s=8, alpha=0.6)
+    finite = np.concatenate([y, y_pred])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        low, high = finite.min(), finite.max()
+        axes.plot([low, high], [low, high], color="C3", label="predicted = actual")
+        axes.legend(loc="best")
+    axes.set_xlabel("actual y")
+    axes.set_ylabel("predicted y")
+
+
 def plot_fit(
     path: str,
     x: np.ndarray,
@@ -20,33 +50,17 @@ def plot_fit(
 ) -> None:
     """Writes a two-panel PNG to `path`, atomically (a temporary file, then a rename).
 
-    Left: with one feature, the data and the fitted line; with several, the
-    predictions against the targets and the diagonal. Right: the loss per
-    epoch (log scale), and the validation loss when given.
+    Left: the fit (`draw_fit`). Right: the loss per epoch (log scale), and the
+    validation loss when given.
     """
-    import matplotlib
+    # The Agg canvas directly: no pyplot, so the caller's backend is untouched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    if x.ndim == 1 or x.shape[1] == 1:
-        column = x.reshape(-1)
-        order = np.argsort(column)
-        left.scatter(column, y, s=12, alpha=0.7, label="data")
-        left.plot(column[order], y_pred[order], "r", linewidth=2, label="fit")
-        left.set_xlabel("x")
-        left.set_ylabel("y")
-    else:
-        left.scatter(y, y_pred, s=12, alpha=0.7, label="rows")
-        low, high = float(min(y.min(), y_pred.min())), float(max(y.max(), y_pred.max()))
-        left.plot([low, high], [low, high], "r", linewidth=1.5, label="y_pred = y")
-        left.set_xlabel("actual")
-        left.set_ylabel("predicted")
-    left.legend()
+    figure = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    draw_fit(left, x, y, y_pred)
     left.set_title(title or "fit")
     epochs = np.arange(len(losses))
     right.plot(epochs, losses, label="loss")
@@ -68,5 +82,3 @@ def plot_fit(
     except BaseException:
         os.unlink(temporary)
         raise
-    finally:
-        plt.close(figure)
