@@ -20,7 +20,7 @@ import argparse
 import keras
 import numpy as np
 
-from keras_linreg.closed_form import least_squares
+from keras_linreg.closed_form import least_squares, max_stable_learning_rate
 
 
 def epochs_to_optimum(
@@ -126,7 +126,10 @@ def _largest_stable_learning_rate(x, standardize=False, sample_weight=None) -> f
     only for `learning_rate < 2 / λmax`, and its slowest direction shrinks by
     `1 - learning_rate · λmin` per epoch.
     """
-    return 2.0 / _hessian_eigenvalues(x, standardize, sample_weight)[-1]
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    mean, std = _statistics(x, standardize)
+    return max_stable_learning_rate((x - mean) / std, sample_weight)
 
 
 def _hessian_eigenvalues(x, standardize=False, sample_weight=None):
