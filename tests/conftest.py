@@ -18,7 +18,7 @@ tf.get_logger().setLevel("ERROR")
 @pytest.fixture
 def tutorial_data():
     """The tutorial's data (one fixed draw): x = linspace(0, 10, 100), y = x + N(0, 1)."""
-    from keras_linreg.demo import tutorial_data
+    from keras_linreg_cli.demo import tutorial_data
 
     return tutorial_data(seed=0)
 
