@@ -10,6 +10,13 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")  # for chi
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from keras_linreg_cli import import_tensorflow_quietly  # noqa: E402
+
+# TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; under pytest-xdist
+# they would reach the terminal from every worker.
+import_tensorflow_quietly()
+
 import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
