@@ -1,9 +1,8 @@
 """`keras-linreg`: the command line over `keras_linreg`.
 
-This package is deliberately separate from `keras_linreg`, whose import starts
-TensorFlow (several seconds, and its log noise): arguments are parsed and
-checked here first, so `--help` and argument errors are instant, and
-TensorFlow is imported only to do the work.
+A package of its own, above the library: arguments are parsed and checked here
+before TensorFlow is imported, so `--help` and argument errors are instant.
+Design notes: docs/design/command-line.md.
 """
 
 from __future__ import annotations
@@ -18,7 +17,11 @@ PROG = "keras-linreg"
 _EPILOG_DEMO = """examples:
   keras-linreg demo
   keras-linreg demo --epochs 300 --learning-rate 0.02 --seed 1 --out out/demo
+  keras-linreg demo --table
+  keras-linreg demo --table --no-model --tolerance 1e-6
 """
+_DEMO_DEFAULTS = {"epochs": 100, "learning_rate": 0.01, "out": "out/demo"}
+_TABLE_DEFAULTS = {"tolerance": 1e-4, "max_epochs": 10_000}
 _EPILOG_TRAIN = """examples:
   keras-linreg train houses.csv --target price
   keras-linreg train houses.csv --target price --features area,rooms --standardize \\
@@ -101,18 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduces the tutorial: x = linspace(0, 10, 100), y = x + N(0, 1), "
         "slope and intercept from 0, full-batch gradient descent. Prints each epoch's loss, "
         "the final parameters beside the least-squares optimum, and the epochs a standardized "
-        "run needs; writes TensorBoard logs, a PNG and a SavedModel.",
+        "run needs; writes TensorBoard logs, a PNG and a SavedModel. With --table, prints "
+        "instead the epochs raw and standardized features need at several learning rates.",
         epilog=_EPILOG_DEMO,
         formatter_class=formatter,
     )
-    demo.add_argument("--epochs", type=_positive_int, default=100)
-    demo.add_argument("--learning-rate", type=_positive_float("learning rate"), default=0.01)
+    demo.add_argument("--epochs", type=_positive_int, help="default 100")
+    demo.add_argument("--learning-rate", type=_positive_float("learning rate"), help="default 0.01")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data's noise (default 0)")
     demo.add_argument(
         "--log-dir", help="TensorBoard run directory (default: a new logs/demo/<timestamp>)"
     )
-    demo.add_argument("--out", default="out/demo", help="where the PNG and SavedModel go")
+    demo.add_argument("--out", help="where the PNG and SavedModel go (default out/demo)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    table = demo.add_argument_group("convergence table")
+    table.add_argument(
+        "--table",
+        action="store_true",
+        help="print the full-batch epochs to within --tolerance of least squares, raw vs "
+        "standardized features, float64 NumPy beside the model; no training output",
+    )
+    table.add_argument(
+        "--tolerance", type=_positive_float("tolerance"), help="with --table (default 1e-4)"
+    )
+    table.add_argument("--max-epochs", type=_positive_int, help="with --table (default 10000)")
+    table.add_argument(
+        "--no-model", action="store_true", help="with --table: the NumPy column only (fast)"
+    )
 
     train = commands.add_parser(
         "train",
@@ -155,9 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_demo(args) -> None:
+    """`demo`'s options belong to the demo or to `--table`, not both; fills defaults."""
+    prog = f"{PROG} {args.command}"
+    given, other = (
+        (_TABLE_DEFAULTS, _DEMO_DEFAULTS | {"log_dir": None, "quiet": False})
+        if args.table
+        else (_DEMO_DEFAULTS, _TABLE_DEFAULTS | {"no_model": False})
+    )
+    for name in other:
+        if getattr(args, name) not in (None, False):
+            option = "--" + name.replace("_", "-")
+            if args.table:
+                raise UsageError(f"{prog}: error: {option} is for the demo, not for --table")
+            raise UsageError(f"{prog}: error: {option} only applies with --table")
+    for name, default in given.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+
 def _check_paths(args) -> None:
     """File checks that need no TensorFlow; raises UsageError."""
     prog = f"{PROG} {args.command}"
+    if args.command == "demo":
+        _check_demo(args)
     for attribute in ("data", "model"):
         path = getattr(args, attribute, None)
         if path is not None and not os.path.exists(path):
@@ -213,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
+    except SystemExit as done:  # --help
+        return done.code or 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 

@@ -27,8 +27,20 @@ def run(args) -> int:
 
 def demo(args) -> int:
     import_tensorflow_quietly()
-    from keras_linreg import demo as demo_lib
+    from keras_linreg_cli import demo as demo_lib
 
+    if args.table:
+        from keras_linreg_cli.convergence_table import print_table
+
+        print_table(
+            *demo_lib.tutorial_data(args.seed),
+            label=f"tutorial data (seed {args.seed})",
+            seed=args.seed,
+            tolerance=args.tolerance,
+            max_epochs=args.max_epochs,
+            with_model=not args.no_model,
+        )
+        return 0
     demo_lib.run_demo(
         epochs=args.epochs,
         learning_rate=args.learning_rate,
@@ -52,17 +64,19 @@ def train(args) -> int:
             raise InputError(f"{args.data}: no numeric feature column besides {args.target!r}")
     x = table.numbers(features)
     y = table.numbers([args.target])[:, 0]
-    train_rows = len(y) - int(len(y) * args.validation_split)
+
+    import_tensorflow_quietly()
+    import keras_linreg
+    from keras_linreg.callbacks import new_run_dir
+    from keras_linreg.inputs import split_point
+    from keras_linreg_cli.report import fit_regression, format_report, summarize
+
+    train_rows = split_point(len(y), args.validation_split)  # the rows Keras trains on
     if train_rows < 2:
         raise InputError(
             f"--validation-split {args.validation_split} leaves {train_rows} of {len(y)} rows "
             "for training; expected at least 2"
         )
-
-    import_tensorflow_quietly()
-    import keras_linreg
-    from keras_linreg.callbacks import new_run_dir
-    from keras_linreg.training import fit_regression, format_report, summarize
 
     log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
     try:
@@ -81,7 +95,7 @@ def train(args) -> int:
         )
     except keras_linreg.DivergenceError as error:
         raise InputError(str(error)) from None  # the message names the rate to try
-    print(format_report(summarize(model, history, x[:train_rows], y[:train_rows])))
+    print(format_report(summarize(model, history, x, y, args.validation_split)))
     print(f"TensorBoard logs: {log_dir}")
     if args.export:
         keras_linreg.export_saved_model(model, args.export)

@@ -211,7 +211,7 @@ def tutorial(repeats):
     import tensorflow as tf
 
     import keras_linreg
-    from keras_linreg.demo import tutorial_data
+    from keras_linreg_cli.demo import tutorial_data
 
     x, y = tutorial_data(0)
 

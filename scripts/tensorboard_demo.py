@@ -25,7 +25,7 @@ def main(argv=None):
 
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
-    from keras_linreg.demo import tutorial_data
+    from keras_linreg_cli.demo import tutorial_data
 
     x, y = tutorial_data(seed=0)
     log_dir = new_run_dir(args.parent)

@@ -10,6 +10,13 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")  # for chi
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from keras_linreg_cli import import_tensorflow_quietly  # noqa: E402
+
+# TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; under pytest-xdist
+# they would reach the terminal from every worker.
+import_tensorflow_quietly()
+
 import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
@@ -18,7 +25,7 @@ tf.get_logger().setLevel("ERROR")
 @pytest.fixture
 def tutorial_data():
     """The tutorial's data (one fixed draw): x = linspace(0, 10, 100), y = x + N(0, 1)."""
-    from keras_linreg.demo import tutorial_data
+    from keras_linreg_cli.demo import tutorial_data
 
     return tutorial_data(seed=0)
 

@@ -1,4 +1,9 @@
-"""`keras-linreg` as users run it: real subprocesses of the installed console script."""
+"""`keras-linreg`'s commands, in-process through `keras_linreg_cli.main(argv)`.
+
+Two tests run the installed console script in a real process: one for `--help`
+(exit 0, TensorFlow never imported) and one for a bad input found after
+TensorFlow started (exit 2, one line on stderr, no traceback).
+"""
 
 import csv
 import os
@@ -9,20 +14,26 @@ import numpy as np
 import pytest
 
 import keras_linreg
-from keras_linreg.demo import tutorial_data
+from keras_linreg import plotting
+from keras_linreg_cli import main
+from keras_linreg_cli.convergence_table import gradient_descent_epochs
+from keras_linreg_cli.demo import tutorial_data
 
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "keras-linreg")
 
 
-def _run(*args, cwd=None, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+def _run(capfd, *args):
+    """`main(args)` in this process: (exit status, stdout, stderr), file descriptors included."""
+    capfd.readouterr()
+    status = main([str(arg) for arg in args])
+    out, err = capfd.readouterr()
+    return status, out, err
+
+
+def _run_script(*args, env=None, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", **(env or {})}
     return subprocess.run(
-        [_SCRIPT, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
+        [_SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -32,6 +43,11 @@ def _write_csv(path, header, rows):
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def _report(out):
+    """The report's rows by their first word: `slope[a]`, `intercept`, `epochs`, ..."""
+    return {line.split()[0]: line.split()[1:] for line in out.splitlines() if line}
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +61,56 @@ def relation_csv(tmp_path_factory):
     return _write_csv(path, ["id", "a", "b", "y"], rows), np.c_[a, b], y
 
 
-def test_help_is_instant_and_lists_examples():
-    result = _run("train", "--help")
-    assert result.returncode == 0
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    """A small `.keras` model trained on feature names `a` and `b` (in-process)."""
+    model = keras_linreg.LinearRegression(feature_names=["a", "b"])
+    model.compile()
+    path = tmp_path_factory.mktemp("model") / "ab.keras"
+    model.save(path)
+    return path
+
+
+# ------------------------------------------------------------------ --help
+def test_help_lists_examples(capfd):
+    status, out, err = _run(capfd, "train", "--help")
+    assert status == 0
+    assert "examples:" in out and "--target COL" in out
+    assert "tensorflow" not in (out + err).lower()
+    status, out, _ = _run(capfd, "demo", "--help")
+    assert status == 0 and "--table" in out and "keras-linreg demo --table" in out
+
+
+def test_help_is_instant_in_a_real_process():
+    """The console script answers `--help` with exit 0 and never imports TensorFlow."""
+    result = _run_script("train", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
     assert "examples:" in result.stdout and "--target COL" in result.stdout
-    assert "tensorflow" not in (result.stdout + result.stderr).lower()
+    assert "tensorflow" not in result.stdout.lower()
+    # PYTHONPROFILEIMPORTTIME lists every imported module on stderr, one a line.
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "keras_linreg_cli" in imported and "argparse" in imported  # the listing works
+    assert not {name for name in imported if name.split(".")[0] in ("tensorflow", "keras")}
+    assert "keras_linreg" not in imported
 
 
-def test_train_export_predict_round_trip(relation_csv, tmp_path):
+# ------------------------------------------------------------------- train
+def test_train_export_predict_round_trip(relation_csv, tmp_path, capfd):
     path, x, y = relation_csv
     export, saved, plot = tmp_path / "model" / "1", tmp_path / "model.keras", tmp_path / "fit.png"
-    result = _run(
-        "train", path, "--target", "y", "--epochs", 60, "--learning-rate", 0.5, "--standardize",
-        "--log-dir", tmp_path / "logs", "--export", export, "--save", saved, "--plot", plot,
-        "--quiet",
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--epochs", 60, "--learning-rate", 0.5,
+        "--standardize", "--log-dir", tmp_path / "logs", "--export", export, "--save", saved,
+        "--plot", plot, "--quiet",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert status == 0, err
     # The summary names each slope by its column, beside least squares.
     slope, intercept = keras_linreg.least_squares(x, y)
-    table = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
+    table = _report(out)
     np.testing.assert_allclose(float(table["slope[a]"][0]), slope[0], rtol=1e-5)
     np.testing.assert_allclose(float(table["slope[b]"][1]), slope[1], rtol=1e-5)
     np.testing.assert_allclose(float(table["intercept"][1]), intercept, rtol=1e-5)
-    assert "R²" in result.stdout
+    assert "R²" in out
     assert export.is_dir() and saved.is_file() and plot.stat().st_size > 10_000
     assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
 
@@ -75,25 +118,75 @@ def test_train_export_predict_round_trip(relation_csv, tmp_path):
     inputs = _write_csv(tmp_path / "new.csv", ["id", "b", "a", "y"], new_rows)  # columns moved
     expected = [2 * 1.0 - 3 * 0.5 + 1, 2 * 2.5 - 3 * -1.0 + 1]
     for model_path in (export, saved):
-        result = _run("predict", model_path, inputs)
-        assert result.returncode == 0, result.stderr
-        rows = list(csv.reader(result.stdout.splitlines()))
+        status, out, err = _run(capfd, "predict", model_path, inputs)
+        assert status == 0, err
+        rows = list(csv.reader(out.splitlines()))
         assert rows[0] == ["id", "b", "a", "y", "prediction"]
         assert [row[0] for row in rows[1:]] == ["p0", "p1"]
         np.testing.assert_allclose([float(row[-1]) for row in rows[1:]], expected, atol=0.02)
 
     output = tmp_path / "predictions.csv"
-    assert _run("predict", saved, inputs, "--output", output).returncode == 0
+    assert _run(capfd, "predict", saved, inputs, "--output", output)[0] == 0
     assert output.read_text().splitlines()[0] == "id,b,a,y,prediction"
 
 
-def test_demo_reproduces_the_tutorial(tmp_path):
-    result = _run("demo", "--epochs", 5, "--out", "out", "--log-dir", "logs/run", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def test_a_fractional_validation_split_reports_on_the_rows_keras_trained_on(
+    tmp_path, capfd, monkeypatch
+):
+    """10 rows, --validation-split 0.25: Keras trains on floor(10 · 0.75) = 7 rows.
+
+    Row 8 (the first validation row) is an outlier: a report that counted it
+    (10 - int(2.5) = 8 rows) would put least squares far from the model.
+    """
+    x = np.arange(10.0)
+    y = 2.0 * x + 1.0 + np.array([0.1, -0.2, 0.15, 0.0, -0.1, 0.2, -0.05, 0.0, 0.1, -0.1])
+    y[7] += 40.0
+    path = _write_csv(tmp_path / "d.csv", ["x", "y"], np.c_[x, y].tolist())
+    plotted = []
+
+    def recording_plot_fit(path, x, y, y_pred, *args, **kwargs):
+        plotted.append((np.array(x), np.array(y), np.array(y_pred)))
+        return real_plot_fit(path, x, y, y_pred, *args, **kwargs)
+
+    real_plot_fit = plotting.plot_fit
+    monkeypatch.setattr(plotting, "plot_fit", recording_plot_fit)
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--validation-split", 0.25, "--standardize",
+        "--learning-rate", 0.5, "--epochs", 30, "--quiet", "--log-dir", tmp_path / "logs",
+        "--plot", tmp_path / "fit.png",
+    )  # fmt: skip
+    assert status == 0, err
+
+    design = np.c_[x, np.ones(10)]
+    (slope7, intercept7), *_ = np.linalg.lstsq(design[:7], y[:7], rcond=None)
+    (slope8, intercept8), *_ = np.linalg.lstsq(design[:8], y[:8], rcond=None)
+    table = _report(out)
+    model_slope, optimum_slope, slope_gap = map(float, table["slope[x]"])
+    model_intercept, optimum_intercept, intercept_gap = map(float, table["intercept"])
+    np.testing.assert_allclose([optimum_slope, optimum_intercept], [slope7, intercept7], rtol=1e-5)
+    assert abs(optimum_slope - slope8) > 1.0  # the 8-row optimum is far away: the test can fail
+    # A converged model: the gap to the 7-row optimum is ~0 (float32 training).
+    assert slope_gap < 1e-3 and intercept_gap < 1e-3
+    np.testing.assert_allclose([model_slope, model_intercept], [slope7, intercept7], atol=1e-3)
+    residual = x[:7] * slope7 + intercept7 - y[:7]
+    r2 = 1 - np.sum(residual**2) / np.sum((y[:7] - y[:7].mean()) ** 2)
+    assert float(table["epochs"][table["epochs"].index("R²") + 1]) == pytest.approx(r2, abs=1e-5)
+    assert "val_loss" in out
+    # The plot shows the same 7 rows, and the model's predictions on them.
+    ((plot_x, plot_y, plot_pred),) = plotted
+    np.testing.assert_array_equal(plot_x.reshape(-1), x[:7])
+    np.testing.assert_array_equal(plot_y, y[:7])
+    np.testing.assert_allclose(plot_pred.reshape(-1), x[:7] * slope7 + intercept7, atol=1e-3)
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -------------------------------------------------------------------- demo
+def test_demo_reproduces_the_tutorial(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capfd, "demo", "--epochs", 5, "--out", "out", "--log-dir", "logs/run")
+    assert status == 0, err
     losses = [
-        float(line.rsplit(" ", 1)[1])
-        for line in result.stdout.splitlines()
-        if line.startswith("Epoch count")
+        float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("Epoch count")
     ]
     # Independent check: the tutorial's float64 loop on the same draw.
     x, y = (v.astype("float64") for v in tutorial_data(seed=0))
@@ -105,17 +198,56 @@ def test_demo_reproduces_the_tutorial(tmp_path):
         weight -= 0.01 * 2 * np.mean(residual * x)
         bias -= 0.01 * 2 * np.mean(residual)
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
-    assert "least squares" in result.stdout
+    assert "least squares" in out
     # Side by side: standardized features reach the optimum in a few epochs.
-    raw, standardized = (
-        line.split()[-2] for line in result.stdout.splitlines() if "learning_rate=" in line
-    )
+    raw, standardized = (line.split()[-2] for line in out.splitlines() if "learning_rate=" in line)
     assert int(raw) > 1000 and int(standardized) <= 5
     assert (tmp_path / "out" / "fit.png").is_file()
     assert (tmp_path / "out" / "saved_model" / "1" / "saved_model.pb").is_file()
     assert any((tmp_path / "logs" / "run").rglob("events.out.tfevents.*"))
 
 
+def _table(out):
+    """`demo --table`'s rows: {(features, learning rate): (numpy, model)}."""
+    rows = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] in ("raw", "standardized"):
+            rows[(fields[0], float(fields[1]))] = (fields[2], fields[3])
+    return rows
+
+
+def test_demo_table_prints_model_beside_numpy(tmp_path, capfd, monkeypatch):
+    """The float32 model needs the same epochs as the float64 NumPy reference."""
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capfd, "demo", "--table", "--max-epochs", 60, "--seed", 3)
+    assert status == 0, err
+    assert out.startswith("tutorial data (seed 3): raw Hessian condition number")
+    rows = _table(out)
+    assert len(rows) == 9
+    x, y = tutorial_data(seed=3)
+    for (features, rate), (numpy_epochs, model_epochs) in rows.items():
+        reference = gradient_descent_epochs(x, y, rate, features == "standardized", max_epochs=60)
+        assert numpy_epochs == str(reference), (features, rate)
+        assert model_epochs == numpy_epochs, (features, rate)
+    # Within 60 epochs only standardized features get there (0.5 is Newton's step).
+    assert rows[("standardized", 0.5)] == ("1", "1")
+    assert {rows[key] for key in rows if key[0] == "raw"} == {("None", "None")}
+    assert os.listdir(tmp_path) == []  # the table writes nothing
+
+
+def test_demo_table_without_the_model(capfd):
+    status, out, err = _run(capfd, "demo", "--table", "--no-model", "--tolerance", 1e-2)
+    assert status == 0, err
+    x, y = tutorial_data(seed=0)
+    rows = _table(out)
+    assert len(rows) == 9 and {model for _, model in rows.values()} == {"-"}
+    for (features, rate), (numpy_epochs, _) in rows.items():
+        standardize = features == "standardized"
+        assert numpy_epochs == str(gradient_descent_epochs(x, y, rate, standardize, tolerance=1e-2))
+
+
+# --------------------------------------------------------------- bad input
 def _bad(tmp_path, name, text):
     path = tmp_path / name
     path.write_bytes(text.encode() if isinstance(text, str) else text)
@@ -140,16 +272,24 @@ def _bad(tmp_path, name, text):
         ("epochs 0", ["train", "{good}", "--target", "y", "--epochs", "0"], "integer >= 1"),
         ("batch size 0", ["train", "{good}", "--target", "y", "--batch-size", "0"], ">= 1"),
         ("diverging", ["train", "{good}", "--target", "y", "--learning-rate", "5"], "diverged"),
+        (
+            "split leaves 1 row",
+            ["train", "{three}", "--target", "y", "--validation-split", "0.5"],
+            "--validation-split 0.5 leaves 1 of 3 rows for training; expected at least 2",
+        ),
         ("not a model", ["predict", "{good}", "{good}"], "expected a SavedModel directory"),
         (
             "missing column",
             ["predict", "{model}", "{only_a}"],
             "a feature the model was trained on",
         ),
+        ("table option", ["demo", "--no-model"], "--no-model only applies with --table"),
+        ("demo option", ["demo", "--table", "--epochs", "3"], "--epochs is for the demo, not"),
+        ("tolerance 0", ["demo", "--table", "--tolerance", "0"], "expected a number > 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    tmp_path, relation_csv, trained_model, case, args, message
+    tmp_path, relation_csv, trained_model, capfd, case, args, message
 ):
     files = {
         "tmp": tmp_path,
@@ -159,6 +299,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
         "nan": _bad(tmp_path, "nan.csv", "a,y\n1,nan\n2,3\n"),
         "inf": _bad(tmp_path, "inf.csv", "a,y\n1,2\ninf,3\n"),
         "one": _bad(tmp_path, "one.csv", "a,y\n1,2\n"),
+        "three": _bad(tmp_path, "three.csv", "a,y\n1,2\n2,3\n3,5\n"),
         "only_a": _bad(tmp_path, "only_a.csv", "a\n1\n"),
         "good": relation_csv[0],
         "model": trained_model,
@@ -167,31 +308,25 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     export, saved = tmp_path / "export", tmp_path / "m.keras"
     if args[0] == "train":
         args += ["--export", str(export), "--save", str(saved), "--log-dir", str(tmp_path / "l")]
-    result = _run(*args)
-    assert result.returncode == 2, (case, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, (case, result.stderr)
+    before = sorted(os.listdir(tmp_path))
+    status, out, err = _run(capfd, *args)
+    assert status == 2, (case, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, (case, err)
     assert message in lines[0], (case, lines[0])
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in err
     assert not export.exists() and not saved.exists()
     if case != "diverging":  # a run that trained and diverged keeps its TensorBoard logs
         assert not (tmp_path / "l").exists()
+        assert sorted(os.listdir(tmp_path)) == before
 
 
-def test_a_directory_that_is_not_a_model(tmp_path, relation_csv):
+def test_a_directory_that_is_not_a_model_in_a_real_process(tmp_path, relation_csv):
+    """The console script's exit status and stderr, TensorFlow started: one line, no traceback."""
     empty_dir = tmp_path / "not_a_model"
     empty_dir.mkdir()
-    result = _run("predict", empty_dir, relation_csv[0])
+    result = _run_script("predict", empty_dir, relation_csv[0])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a model" in lines[0], result.stderr
-
-
-@pytest.fixture(scope="module")
-def trained_model(tmp_path_factory):
-    """A small `.keras` model trained on feature names `a` and `b` (in-process)."""
-    model = keras_linreg.LinearRegression(feature_names=["a", "b"])
-    model.compile()
-    path = tmp_path_factory.mktemp("model") / "ab.keras"
-    model.save(path)
-    return path
+    assert "Traceback" not in result.stderr and result.stdout == ""

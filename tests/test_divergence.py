@@ -340,7 +340,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np, keras_linreg
-from keras_linreg.demo import tutorial_data
+from keras_linreg_cli.demo import tutorial_data
 
 x, y = tutorial_data(0)
 bad_x = x.copy()

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 import keras_linreg
 from keras_linreg import standardization
-from keras_linreg.convergence import epochs_to_optimum, gradient_descent_epochs
+from keras_linreg.convergence import epochs_to_optimum
+from keras_linreg_cli.convergence_table import gradient_descent_epochs
 
 
 def _model(**kwargs):
@@ -400,7 +401,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras_linreg
-    from keras_linreg.demo import tutorial_data
+    from keras_linreg_cli.demo import tutorial_data
 
     x, y = tutorial_data(seed=0)
     x = np.stack([x, x**2 / 10 + 3], axis=1).astype("float32")
@@ -468,27 +469,6 @@ def test_raw_parameters_before_build_raise_attribute_error():
         assert not hasattr(model, "slope")
         with pytest.raises(AttributeError, match="n_features="):
             model.intercept  # noqa: B018
-
-
-def test_readme_table_matches_the_numpy_measurement(capsys):
-    """The README's float64 column is what `python -m keras_linreg.convergence` prints."""
-    from keras_linreg import convergence
-
-    assert convergence.main(["--no-model"]) == 0
-    printed = {}
-    for line in capsys.readouterr().out.splitlines():
-        fields = line.split()
-        if fields and fields[0] in ("raw", "standardized"):
-            printed[(fields[0], float(fields[1]))] = fields[2]
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    section = readme.split("## Standardized features")[1].split("\n## ")[0]
-    rows = [line.split("|") for line in section.splitlines() if line.startswith("| raw")
-            or line.startswith("| standardized")]
-    assert len(rows) == len(printed) == 9
-    for row in rows:
-        features, rate, numpy_epochs = row[1].strip(), float(row[2].split()[0]), row[3].strip()
-        assert printed[(features, rate)] == numpy_epochs
 
 
 def test_raw_mapping_reproduces_predictions_with_several_features(rng):

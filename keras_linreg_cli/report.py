@@ -1,7 +1,7 @@
-"""Training on a table, and the report that compares it with least squares.
+"""`keras-linreg train`'s fit and its report: the model beside least squares.
 
-The library side of `keras-linreg train` and `keras-linreg demo`: typed,
-documented and tested without a subprocess.
+The report is computed on exactly the rows the model trained on: the first
+`keras_linreg.inputs.split_point(n, validation_split)`, Keras' own cut.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_linreg.closed_form import least_squares
-from keras_linreg.model import LinearRegression
+from keras_linreg import LinearRegression, least_squares
+from keras_linreg.inputs import split_point
+
+__all__ = ["TrainingReport", "fit_regression", "format_report", "summarize"]
 
 
 @dataclass
@@ -61,8 +63,9 @@ def fit_regression(
 ) -> tuple[LinearRegression, keras.callbacks.History]:
     """Builds, compiles and fits a `LinearRegression` on in-memory data.
 
-    `batch_size=None` trains full batch (one step per epoch); the rows are
-    not shuffled when full batch, and shuffled by the seeded Keras generator
+    `batch_size=None` trains full batch (one step per epoch on the
+    `split_point(n, validation_split)` training rows); the rows are not
+    shuffled when full batch, and shuffled by the seeded Keras generator
     otherwise.
     """
     if seed is not None:
@@ -77,7 +80,7 @@ def fit_regression(
         **kwargs,
     )
     model.compile(metrics=[keras.metrics.R2Score()])
-    train_rows = len(x) - int(len(x) * validation_split)
+    train_rows = split_point(len(x), validation_split)
     history = model.fit(
         x,
         y,
@@ -92,9 +95,25 @@ def fit_regression(
 
 
 def summarize(
-    model: LinearRegression, history: keras.callbacks.History, x: np.ndarray, y: np.ndarray
+    model: LinearRegression,
+    history: keras.callbacks.History,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation_split: float = 0.0,
 ) -> TrainingReport:
-    """Compares a fitted model with the least-squares optimum on `(x, y)`."""
+    """Compares a fitted model with the least-squares optimum on its training rows.
+
+    Args:
+        model: The fitted model.
+        history: What its `fit` returned.
+        x: The features given to `fit`.
+        y: The targets given to `fit`.
+        validation_split: The `validation_split` given to `fit`: the optimum,
+            the gap and R² use the first `split_point(n, validation_split)`
+            rows, the ones Keras trained on.
+    """
+    rows = split_point(len(y), validation_split)
+    x, y = np.asarray(x)[:rows], np.asarray(y)[:rows]
     slope, intercept = model.get_parameters()
     optimum_slope, optimum_intercept = least_squares(x, y)
     x64 = np.asarray(x, dtype=np.float64).reshape(len(y), -1)

@@ -1,9 +1,8 @@
-"""The tutorial, reproduced: `Y = mX + C` fitted by full-batch gradient descent.
+"""`keras-linreg demo`: the tutorial, `Y = mX + C` fitted by full-batch gradient descent.
 
-x = linspace(0, 10, 100), y = x + N(0, 1), slope and intercept start at 0,
-learning rate 0.01, 100 epochs, one batch per epoch, as in the tutorial this
-package grows from. Prints each epoch's loss and the final parameters beside
-the least-squares optimum.
+x = linspace(0, 10, 100), y = x + N(0, 1), slope and intercept from 0, learning
+rate 0.01, 100 epochs, one batch per epoch. Prints each epoch's loss and the
+final parameters beside the least-squares optimum.
 """
 
 from __future__ import annotations
@@ -13,6 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = [
+    "STANDARDIZED_LEARNING_RATE",
+    "DemoResult",
+    "compare_standardized",
+    "run_demo",
+    "tutorial_data",
+]
+
+STANDARDIZED_LEARNING_RATE = 0.5
+
 
 def tutorial_data(seed: int | None = 0, n: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's data: `x = linspace(0, 10, n)`, `y = x + N(0, 1)`, float32."""
@@ -21,26 +30,17 @@ def tutorial_data(seed: int | None = 0, n: int = 100) -> tuple[np.ndarray, np.nd
     return x.astype(np.float32), y.astype(np.float32)
 
 
-STANDARDIZED_LEARNING_RATE = 0.5
-
-
 def compare_standardized(
     x: np.ndarray, y: np.ndarray, learning_rate: float, max_epochs: int = 5000
 ) -> tuple[int | None, int | None]:
     """Prints and returns the full-batch epochs each model needs to get within
     1e-4 of least squares: raw features at `learning_rate`, then standardized
     features (`standardize=True`) at `STANDARDIZED_LEARNING_RATE`."""
-    import keras_linreg
+    from keras_linreg_cli.convergence_table import model_epochs
 
-    raw = keras_linreg.epochs_to_optimum(
-        keras_linreg.LinearRegression(learning_rate=learning_rate), x, y, max_epochs=max_epochs
-    )
-    standardized = keras_linreg.epochs_to_optimum(
-        keras_linreg.LinearRegression(learning_rate=STANDARDIZED_LEARNING_RATE, standardize=True),
-        x,
-        y,
-        max_epochs=max_epochs,
-    )
+    raw = model_epochs(x, y, learning_rate, max_epochs=max_epochs)
+    rate = STANDARDIZED_LEARNING_RATE
+    standardized = model_epochs(x, y, rate, standardize=True, max_epochs=max_epochs)
 
     def said(epochs):
         if epochs is None:
@@ -49,7 +49,6 @@ def compare_standardized(
 
     print("Epochs until slope and intercept are within 1e-4 of least squares:")
     print(f"  raw features,          learning_rate={learning_rate:<6g} {said(raw)}")
-    rate = STANDARDIZED_LEARNING_RATE
     print(f"  standardized features, learning_rate={rate:<6g} {said(standardized)}")
     return raw, standardized
 
@@ -73,12 +72,12 @@ def run_demo(
     out: str = "out/demo",
     quiet: bool = False,
 ) -> DemoResult:
-    """`keras-linreg demo`: the tutorial with TensorBoard logs, a PNG and a SavedModel.
+    """The tutorial with TensorBoard logs, a PNG and a SavedModel.
 
     Prints each epoch's loss as the tutorial does (unless `quiet`), then the
-    final parameters beside the least-squares optimum; writes TensorBoard
-    scalars to `log_dir` (default: a new `logs/demo/<timestamp>`), and
-    `fit.png` and the SavedModel `saved_model/1` into `out`.
+    final parameters beside the least-squares optimum and `compare_standardized`;
+    writes TensorBoard scalars to `log_dir` (default: a new `logs/demo/<timestamp>`),
+    and `fit.png` and the SavedModel `saved_model/1` into `out`.
     """
     import keras
 
