@@ -73,8 +73,16 @@ def soft_threshold(v, threshold):
 
 
 def penalized_optimum(
-    x, y, sample_weight=None, *, l1=0.0, l2=0.0, fit_intercept=True, scale=None,
-    tol=1e-13, max_sweeps=100_000,
+    x,
+    y,
+    sample_weight=None,
+    *,
+    l1=0.0,
+    l2=0.0,
+    fit_intercept=True,
+    scale=None,
+    tol=1e-13,
+    max_sweeps=100_000,
 ) -> tuple[np.ndarray, float]:
     """The float64 minimiser of this package's penalized objective.
 

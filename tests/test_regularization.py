@@ -185,8 +185,11 @@ def test_weighted_ridge_matches_scikit_learn(problem):
 
 @pytest.mark.parametrize(
     "identifier, kind, l1, l2",
-    [("l1", keras.regularizers.L1, 0.01, 0.0), ("l2", keras.regularizers.L2, 0.0, 0.01),
-     ("l1_l2", keras.regularizers.L1L2, 0.01, 0.01)],
+    [
+        ("l1", keras.regularizers.L1, 0.01, 0.0),
+        ("l2", keras.regularizers.L2, 0.0, 0.01),
+        ("l1_l2", keras.regularizers.L1L2, 0.01, 0.01),
+    ],
 )
 def test_string_identifiers_are_keras_defaults(identifier, kind, l1, l2):
     model = keras_linreg.LinearRegression(n_features=2, slope_regularizer=identifier)
@@ -263,3 +266,27 @@ def test_without_a_regularizer_the_logs_are_unchanged(problem):
     history = model.fit(x, y, epochs=1, verbose=0)
     assert sorted(history.history) == ["loss"]
     assert model.losses == []
+
+
+def test_tensorboard_gets_loss_data_loss_and_penalty(problem, tmp_path):
+    from test_callbacks import read_run, scalars
+
+    x, y = problem
+    model = keras_linreg.LinearRegression(
+        learning_rate=0.2, slope_regularizer=keras.regularizers.L1L2(l1=0.1, l2=0.05)
+    )
+    model.compile()
+    history = model.fit(
+        x,
+        y,
+        batch_size=N,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[keras_linreg.ParameterLogger(str(tmp_path))],
+    )
+    series = read_run(str(tmp_path / "parameters"))
+    for tag in ("loss", "data_loss", "penalty"):
+        steps, values = scalars(series, tag)
+        assert steps == [0, 1, 2, 3]
+        np.testing.assert_allclose(values, history.history[tag], rtol=1e-6)
