@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_linreg import _keras_internals, fast_fit, standardization
 from keras_linreg import divergence as _divergence
+from keras_linreg import regularization as _regularization
 from keras_linreg import validation as _validation
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
@@ -102,9 +103,11 @@ class LinearRegression(keras.Model):
         intercept_initializer="zeros",
         feature_names=None,
         standardize=False,
+        slope_regularizer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.slope_regularizer = _regularization.get(slope_regularizer)
         if not isinstance(standardize, bool):
             raise ValueError(
                 "Received an invalid value for `standardize`, expected a bool. "
@@ -148,6 +151,10 @@ class LinearRegression(keras.Model):
         # Our own tracker (the Keras guide's idiom): Keras' built-in one
         # averages per-replica losses, which is not the global-batch loss.
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        if self.slope_regularizer is not None:
+            # `loss` is the objective, data loss + penalty; both parts too.
+            self.data_loss_tracker = keras.metrics.Mean(name="data_loss")
+            self.penalty_tracker = keras.metrics.Mean(name="penalty")
         if n_features is not None:
             self.build((None, n_features))
 
@@ -179,6 +186,7 @@ class LinearRegression(keras.Model):
             name=slope_name,
             shape=(n_features,),
             initializer=self.slope_initializer,
+            regularizer=self.slope_regularizer,  # its penalty shows in `model.losses`
             aggregation="only_first_replica",
         )
         self._trainable_intercept = self.add_weight(
@@ -287,9 +295,10 @@ class LinearRegression(keras.Model):
     def metrics(self):
         # The loss tracker first, then what `compile(metrics=...)` added.
         # Keras' own loss tracker (also named "loss") is never updated here.
-        return [self.loss_tracker] + [
-            m for m in super().metrics if m is not self.loss_tracker and m.name != "loss"
-        ]
+        own = [self.loss_tracker]
+        if self.slope_regularizer is not None:
+            own += [self.data_loss_tracker, self.penalty_tracker]
+        return own + [m for m in super().metrics if m not in own and m.name != "loss"]
 
     @property
     def learning_rate(self):
@@ -319,26 +328,61 @@ class LinearRegression(keras.Model):
 
         # 2. Gradients of the global-batch loss sse / n: sum the replicas'
         #    sse, row counts and d(sse)/dw in one all-reduce, then divide.
+        #    A slope penalty's smooth part is added once, after the reduce
+        #    (every replica holds the same slope), never once per replica.
         local_grads = tape.gradient(local_sse, variables)
         sse, n, grads = _sum_over_replicas((local_sse, local_n, local_grads))
         grads = [g / n for g in grads]
+        penalty, l1 = None, 0.0
+        if self.slope_regularizer is not None:
+            penalty, grads, l1 = self._penalty_and_gradients(grads)
 
         # 3. Update: plain SGD, the same on every replica, w <- w - lr * g,
-        #    and the step counter + 1. When the loss or the new weights are
-        #    not finite, the last finite weights are kept instead and the
-        #    divergence flag is set (divergence.py; no host sync here).
+        #    then, for an L1 penalty, the soft-threshold
+        #    slope <- sign(v) * max(|v| - lr * l1, 0) (a proximal step, so
+        #    lasso zeros are exact), and the step counter + 1. When the loss
+        #    or the new weights are not finite, the last finite weights are
+        #    kept instead and the divergence flag is set (divergence.py).
         learning_rate = tf.cast(self.optimizer.learning_rate, self.dtype)
         new_values = [v - learning_rate * g for v, g in zip(variables, grads, strict=True)]
-        _divergence.apply_update(self, variables, new_values, loss=sse / n)
+        if l1:
+            new_values[0] = _regularization.soft_threshold(
+                new_values[0], learning_rate * tf.cast(l1, self.dtype)
+            )
+        loss = sse / n if penalty is None else sse / n + penalty
+        _divergence.apply_update(self, variables, new_values, loss=loss)
 
-        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
+        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n, penalty)
+
+    def _penalty_and_gradients(self, grads):
+        """The penalty at the current slope, the smooth gradient, and the L1 part.
+
+        For Keras' own `L1`, `L2` and `L1L2`, the penalty
+        `l1 · Σ|slope| + l2 · Σ slope²` contributes `2 · l2 · slope` to the
+        slope's gradient and `l1` to the soft-threshold. Any other regularizer
+        is differentiated as it is (smooth, no exact zeros).
+        """
+        slope = self._trainable_slope
+        regularizer = self.slope_regularizer
+        if _regularization.is_decomposable(regularizer):
+            l1, l2 = _regularization.coefficients(regularizer)
+            penalty = tf.cast(regularizer(tf.convert_to_tensor(slope)), self.dtype)
+            if l2:
+                grads = [grads[0] + 2.0 * tf.cast(l2, self.dtype) * slope, *grads[1:]]
+            return penalty, grads, l1
+        with tf.GradientTape() as tape:
+            penalty = tf.cast(regularizer(slope), self.dtype)
+        return penalty, [grads[0] + tape.gradient(penalty, slope), *grads[1:]], 0.0
 
     def test_step(self, data):
         # The same loss and metrics as train_step, without the update.
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         local_sse, local_n = self._sum_of_squared_errors(y, y_pred, sample_weight)
-        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
+        penalty = None
+        if self.slope_regularizer is not None:
+            penalty = tf.cast(self.slope_regularizer(self._trainable_slope), self.dtype)
+        return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n, penalty)
 
     # ------------------------------------------------------ fit and friends
     def fit(self, x=None, y=None, *args, **kwargs):
@@ -394,12 +438,18 @@ class LinearRegression(keras.Model):
             sample_weight = _as_vector(sample_weight, "sample_weight", self.compute_dtype)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _update_metrics(self, y, y_pred, sample_weight, local_sse, local_n):
+    def _update_metrics(self, y, y_pred, sample_weight, local_sse, local_n, penalty=None):
         # Mean weighted by rows: summed over batches (and replicas) this is
-        # sum(sse) / sum(n), the data's MSE, however uneven the batches.
-        self.loss_tracker.update_state(
-            tf.math.divide_no_nan(local_sse, local_n), sample_weight=local_n
-        )
+        # sum(sse) / sum(n), the data's MSE, however uneven the batches. A
+        # penalty (the same on every replica) is weighted the same way, so it
+        # is counted once per global batch.
+        data_loss = tf.math.divide_no_nan(local_sse, local_n)
+        if penalty is None:
+            self.loss_tracker.update_state(data_loss, sample_weight=local_n)
+        else:
+            self.loss_tracker.update_state(data_loss + penalty, sample_weight=local_n)
+            self.data_loss_tracker.update_state(data_loss, sample_weight=local_n)
+            self.penalty_tracker.update_state(penalty, sample_weight=local_n)
         logs = self.compute_metrics(None, y, y_pred, sample_weight=sample_weight)
         return _keras_internals.reducible_logs(logs)  # for MultiWorkerMirroredStrategy
 
@@ -486,6 +536,11 @@ class LinearRegression(keras.Model):
             ),
             "feature_names": list(self.feature_names) if self.feature_names else None,
             "standardize": self.standardize,
+            "slope_regularizer": (
+                keras.regularizers.serialize(self.slope_regularizer)
+                if self.slope_regularizer is not None
+                else None
+            ),
         }
         return {**base_config, **config}
 

@@ -48,6 +48,8 @@ def run_fit(
     seed=0,
     shuffle_seed=None,
     evaluate_first=False,
+    l1=0.0,
+    l2=0.0,
 ):
     """Fits a fresh model in the current strategy's scope and returns what it did.
 
@@ -59,7 +61,9 @@ def run_fit(
     `val_rmse`), `slope`, `intercept`, `iterations`, `evaluate` (the dict of
     `model.evaluate` on the training data), `initial_evaluate` (the dict of
     the evaluation before `fit`, or empty) and `predict` (predictions on the
-    first 130 rows, 3 batches of at most 61).
+    first 130 rows, 3 batches of at most 61). With `l1` or `l2`, the model has
+    `slope_regularizer=keras.regularizers.L1L2(l1, l2)` (and its history
+    `data_loss` and `penalty` too).
     """
     import keras
 
@@ -71,7 +75,10 @@ def run_fit(
         keras.utils.set_random_seed(shuffle_seed)
     strategy = tf_distribute_strategy()
     with strategy.scope():
-        model = keras_linreg.LinearRegression(learning_rate=learning_rate)
+        regularizer = keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+        model = keras_linreg.LinearRegression(
+            learning_rate=learning_rate, slope_regularizer=regularizer
+        )
         model.compile(metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
     initial = {}
     if evaluate_first:

@@ -43,6 +43,8 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 RUNS = (
     {"rows": 200, "batch_size": 61, "epochs": 3, "sample_weight": False, "evaluate_first": True},
     {"rows": 184, "batch_size": 61, "epochs": 3, "sample_weight": True},
+    # An elastic-net penalty: counted once per global step, not per replica.
+    {"rows": 184, "batch_size": 61, "epochs": 3, "sample_weight": True, "l1": 0.3, "l2": 0.05},
 )
 # Shuffled: each worker shuffles its own copy of the data, so the workers need
 # the same seed to agree on the global batches (and then match one process).
@@ -60,12 +62,16 @@ def reference():
     return [distributed_worker.run_fit(**run) for run in RUNS]
 
 
-def hand_written_sgd(rows, batch_size, epochs, sample_weight, learning_rate=0.02, features=2):
+def hand_written_sgd(
+    rows, batch_size, epochs, sample_weight, learning_rate=0.02, features=2, l1=0.0, l2=0.0
+):
     """Mini-batch SGD in float64 NumPy, the model's maths written out.
 
     For each batch `b` of `n_b` rows: `r = x_b · slope + intercept - y_b`,
-    `loss_b = sum(w_b * r**2) / n_b`, `d/d slope = 2 x_bᵀ (w_b r) / n_b`,
-    `d/d intercept = 2 sum(w_b r) / n_b`; the epoch loss is
+    `loss_b = sum(w_b * r**2) / n_b + l1 Σ|slope| + l2 Σ slope²`,
+    `d/d slope = 2 x_bᵀ (w_b r) / n_b + 2 l2 slope`,
+    `d/d intercept = 2 sum(w_b r) / n_b`, then the L1 soft-threshold
+    `slope = sign(v) max(|v| - lr l1, 0)`; the epoch loss is
     `sum_b(loss_b * n_b) / rows`.
 
     Returns:
@@ -81,9 +87,12 @@ def hand_written_sgd(rows, batch_size, epochs, sample_weight, learning_rate=0.02
         for start in range(0, rows, batch_size):
             xb, yb, wb = (a[start : start + batch_size] for a in (x, y, w))
             residual = xb @ slope + intercept - yb
-            sse += float(np.sum(wb * residual**2))
-            slope = slope - learning_rate * 2 * xb.T @ (wb * residual) / len(yb)
+            penalty = l1 * np.abs(slope).sum() + l2 * (slope**2).sum()
+            sse += float(np.sum(wb * residual**2)) + penalty * len(yb)
+            grad = 2 * xb.T @ (wb * residual) / len(yb) + 2 * l2 * slope
             intercept = intercept - learning_rate * 2 * np.sum(wb * residual) / len(yb)
+            v = slope - learning_rate * grad
+            slope = np.sign(v) * np.maximum(np.abs(v) - learning_rate * l1, 0.0)
         losses.append(sse / rows)
     return losses, slope, intercept
 
@@ -92,7 +101,12 @@ def test_single_device_reference_matches_hand_written_sgd(reference):
     # Anchors the comparisons below: the reference is the right answer.
     for run, result in zip(RUNS, reference, strict=True):
         losses, slope, intercept = hand_written_sgd(
-            run["rows"], run["batch_size"], run["epochs"], run["sample_weight"]
+            run["rows"],
+            run["batch_size"],
+            run["epochs"],
+            run["sample_weight"],
+            l1=run.get("l1", 0.0),
+            l2=run.get("l2", 0.0),
         )
         np.testing.assert_allclose(result["history"]["loss"], losses, rtol=1e-5)
         np.testing.assert_allclose(result["slope"], slope, rtol=1e-5)
