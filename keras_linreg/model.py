@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_linreg import _keras_internals, fast_fit, standardization
@@ -11,6 +12,9 @@ from keras_linreg import regularization as _regularization
 from keras_linreg import validation as _validation
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
+# A standardizing model's own variables in files written before the
+# `Standardization` layer: w, b and the three statistics.
+_OLD_LAYOUT_VARIABLES = 5
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
 _NOT_BUILT = (
     "`{name}` does not exist before the LinearRegression model is built: fit it, "
@@ -77,7 +81,7 @@ class LinearRegression(keras.Model):
             raw-unit values derived from the trainable `standardized_slope`
             `w` and `standardized_intercept` `b`: `slope = w / std`,
             `intercept = b - Σ w · mean / std` (see
-            `keras_linreg/standardization.py`). Defaults to False.
+            `docs/design/standardization.md`). Defaults to False.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Example:
@@ -155,6 +159,8 @@ class LinearRegression(keras.Model):
             # `loss` is the objective, data loss + penalty; both parts too.
             self.data_loss_tracker = keras.metrics.Mean(name="data_loss")
             self.penalty_tracker = keras.metrics.Mean(name="penalty")
+        # The `Standardization` layer of a standardize=True model, from build.
+        self.standardization = None
         if n_features is not None:
             self.build((None, n_features))
 
@@ -196,9 +202,10 @@ class LinearRegression(keras.Model):
             aggregation="only_first_replica",
         )
         if self.standardize:
-            self.feature_mean, self.feature_std, self.adapted_rows = (
-                standardization.add_statistics(self, n_features)
+            self.standardization = standardization.Standardization(
+                name="standardization", dtype=self.dtype_policy
             )
+            self.standardization.build((None, n_features))
         self.built = True
 
     # ------------------------------------------------------------- inference
@@ -220,7 +227,7 @@ class LinearRegression(keras.Model):
                 f"`(n, {self.n_features})`. Received: x.shape={tuple(x.shape)}"
             )
         if self.standardize:
-            x = standardization.standardize(self, x)
+            x = self.standardization(x)
         return tf.linalg.matvec(x, self._trainable_slope) + self._trainable_intercept
 
     def compute_output_shape(self, input_shape):
@@ -310,10 +317,10 @@ class LinearRegression(keras.Model):
         (a schedule evaluated at step 0).
         """
         if self.compiled and isinstance(self.optimizer, LearningRateState):
-            return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+            return _as_float(self.optimizer.learning_rate)
         rate = self.learning_rate_config
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-            return float(keras.ops.convert_to_numpy(rate(0)))
+            return _as_float(rate(0))
         return rate
 
     # -------------------------------------------------------------- training
@@ -471,7 +478,7 @@ class LinearRegression(keras.Model):
         if not self.built:
             raise AttributeError(_NOT_BUILT.format(name="slope"))
         if self.standardize:
-            return standardization.raw_slope(self)
+            return self._trainable_slope / self.standardization.feature_std
         return self._trainable_slope
 
     @property
@@ -484,7 +491,11 @@ class LinearRegression(keras.Model):
         if not self.built:
             raise AttributeError(_NOT_BUILT.format(name="intercept"))
         if self.standardize:
-            return standardization.raw_intercept(self)
+            layer = self.standardization
+            w = self._trainable_slope
+            return self._trainable_intercept - tf.reduce_sum(
+                w * layer.feature_mean / layer.feature_std
+            )
         return self._trainable_intercept
 
     @property
@@ -492,24 +503,97 @@ class LinearRegression(keras.Model):
         """The variables `train_step` updates: `[slope, intercept]` as learned."""
         return [self._trainable_slope, self._trainable_intercept]
 
+    # The statistics of a standardizing model are its `Standardization` layer's.
+    @property
+    def feature_mean(self):
+        """The feature means, `(n_features,)` (a variable; `standardize=True` only)."""
+        return self._statistic("feature_mean")
+
+    @property
+    def feature_std(self):
+        """The feature standard deviations, `(n_features,)` (a variable)."""
+        return self._statistic("feature_std")
+
+    @property
+    def adapted_rows(self):
+        """The rows the statistics came from, `()` int64, 0 until adapted (a variable)."""
+        return self._statistic("adapted_rows")
+
+    def _statistic(self, name):
+        if not self.standardize:
+            raise AttributeError(f"`{name}` exists only for LinearRegression(standardize=True).")
+        if not self.built:
+            raise AttributeError(_NOT_BUILT.format(name=name))
+        return getattr(self.standardization, name)
+
     def adapt(self, data, steps=None):
         """Sets the feature statistics of a `standardize=True` model.
 
-        See `keras_linreg.standardization.adapt`: one pass over an array or a
-        batched `tf.data.Dataset` yielding `x` or `(x, y[, sample_weight])`;
-        predictions and raw-unit parameters are unchanged by it.
+        One pass over `data` (see `keras_linreg.standardization.feature_statistics`):
+        an array, or a batched `tf.data.Dataset` yielding `x` or
+        `(x, y[, sample_weight])`. The model is built from the data's number
+        of features if not yet, and its trainable weights `w`, `b` are
+        re-expressed in the new coordinates,
+
+        ```
+        w' = slope · std'
+        b' = intercept + Σ slope · mean'
+        ```
+
+        so the raw-unit `slope`, `intercept` and the predictions are the same
+        before and after: adapting only changes the coordinates the model
+        goes on learning in, and the initializers set the raw starting point.
+
+        Args:
+            data: Features, `(n,)` or `(n, n_features)`, or a batched dataset.
+            steps: Optional number of batches to draw from a dataset (needed
+                for a repeating one). Defaults to the whole dataset.
+
+        Raises:
+            ValueError: if the model does not standardize, or the data is
+                empty, non-finite, of the wrong shape or not batched. Nothing
+                is changed then.
         """
-        standardization.adapt(self, data, steps=steps)
+        if not self.standardize:
+            raise ValueError(
+                "`adapt()` sets the statistics of a standardizing model, but this "
+                "LinearRegression has standardize=False. Construct it with "
+                "`LinearRegression(standardize=True)`."
+            )
+        mean, std, rows = standardization.feature_statistics(data, steps=steps)
+        if not self.built:
+            # Under the strategy the model was created in, so the weights are
+            # mirrored like those `fit` would build.
+            with self.distribute_strategy.scope():
+                self.build((None, len(mean)))
+        if len(mean) != self.n_features:
+            raise ValueError(
+                f"Received data with {len(mean)} features, but this model has "
+                f"n_features={self.n_features}."
+            )
+        slope, intercept = self.get_parameters()
+        self.standardization.set_statistics(mean, std, rows)
+        # With the statistics as stored (rounded to their dtype), w and b
+        # reproduce the raw-unit parameters.
+        mean, std = self.standardization.statistics()
+        self._trainable_slope.assign((slope * std).astype(self._trainable_slope.dtype))
+        self._trainable_intercept.assign(
+            np.asarray(intercept + np.sum(slope * mean), dtype=self._trainable_intercept.dtype)
+        )
 
     def get_parameters(self):
-        """Returns `(slope, intercept)` in raw units as float64 NumPy values."""
+        """Returns `(slope, intercept)` in raw units as float64 NumPy values.
+
+        With `standardize=True`, computed in float64 from the weights:
+        `slope = w / std`, `intercept = b - Σ w · mean / std`.
+        """
         self._check_built("get_parameters")
+        w = self._trainable_slope.numpy().astype(np.float64)
+        b = float(self._trainable_intercept.numpy())
         if self.standardize:
-            return standardization.raw_parameters(self)
-        return (
-            keras.ops.convert_to_numpy(self.slope).astype("float64"),
-            float(keras.ops.convert_to_numpy(self.intercept)),
-        )
+            mean, std = self.standardization.statistics()
+            return w / std, float(b - np.sum(w * mean / std))
+        return w, b
 
     def _check_built(self, what):
         if not self.built:
@@ -554,6 +638,21 @@ class LinearRegression(keras.Model):
         return cls(**config)
 
     # ---------------------------------------------------- export and saving
+    def load_own_variables(self, store):
+        """Loads the weights of a `.keras` file, of this or the old layout.
+
+        Files written before the `Standardization` layer (main 2541842) store
+        a standardizing model's five variables `[w, b, feature_mean,
+        feature_std, adapted_rows]` together in the model's own entry; the
+        statistics go to the layer.
+        """
+        if self.standardize and len(store.keys()) == _OLD_LAYOUT_VARIABLES:
+            self._trainable_slope.assign(store["0"])
+            self._trainable_intercept.assign(store["1"])
+            self.standardization.load_old_layout(store["2"], store["3"], store["4"])
+            return
+        super().load_own_variables(store)
+
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
                overwrite=False, **kwargs):
         """Exports a SavedModel with the signature `x` -> `y`, atomically.
@@ -589,6 +688,16 @@ class LinearRegression(keras.Model):
         if not export_module._saves_atomically(filepath, zipped):  # .h5, hf://, file objects
             return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
         export_module.save_model(self, filepath, overwrite=overwrite, **kwargs)
+
+
+def _as_float(value):
+    """A scalar variable or tensor as a Python float.
+
+    Through a tensor's `.numpy()`, not `np.array(variable)`: `.keras` loading
+    reads every property of the model, and NumPy 2 warns (a
+    DeprecationWarning) on a Keras variable's `__array__`.
+    """
+    return float(tf.convert_to_tensor(value).numpy())
 
 
 def _is_mse(loss):

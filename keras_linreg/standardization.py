@@ -1,68 +1,11 @@
-"""Feature standardization for `LinearRegression(standardize=True)`.
+"""`Standardization`: the layer behind `LinearRegression(standardize=True)`.
 
-Plain gradient descent on raw features is slow when the features are far from
-zero mean and unit scale: the Hessian of the mean squared error,
-`H = (2/n) XᵀX` for the design matrix `X = [x, 1]`, is then badly conditioned
-(condition number ≈ 138 for the tutorial's `x = linspace(0, 10, 100)`), and a
-step size small enough for its largest eigenvalue barely moves along its
-smallest one. With `standardize=True` the model learns on
-
-```
-z = (x - mean) / std
-```
-
-per feature, whose Hessian is `2·I` on the slopes when the features are
-uncorrelated, so a learning rate near 0.5 converges in a handful of epochs.
-
-The model has trainable weights `standardized_slope` (`w`, shape
-`(n_features,)`) and `standardized_intercept` (`b`, shape `()`) acting on `z`,
-and predicts
-
-```
-y_pred = z · w + b = x · (w / std) + (b - Σ_j w_j · mean_j / std_j)
-```
-
-so in the units of the data
-
-```
-slope     = w / std
-intercept = b - Σ_j w_j · mean_j / std_j
-```
-
-which is what `model.slope`, `model.intercept` (read-only tensors) and
-`model.get_parameters()` (float64) return. Training stays plain SGD,
-`v.assign_sub(learning_rate * gradient)`, on `w` and `b`; since the mapping is
-an invertible affine reparametrisation, the least-squares optimum in raw units
-is the same, only the path to it changes.
-
-The statistics are non-trainable weights of the model, so `.keras` files,
-`BackupAndRestore` and exported SavedModels (which trace `model.call`) carry
-them:
-
-- `feature_mean`, `(n_features,)`: the mean of each feature;
-- `feature_std`, `(n_features,)`: its population standard deviation (ddof 0),
-  or exactly 1 for a constant feature (std 0), whose mean is then its value,
-  so its `z` is exactly 0, its `w` gets no gradient and keeps its initial
-  value, and its effect is absorbed by the intercept (the prediction is the
-  least-squares one; the raw slope of that feature is its initial value, 0 by
-  default, where `least_squares` picks the minimum-norm split);
-- `adapted_rows`, `()` int64: the number of rows they came from, 0 until the
-  model is adapted.
-
-Both statistics are of the unweighted rows: they only choose the coordinates
-the model learns in, not the optimum, so `sample_weight` does not enter them.
-They come from `model.adapt(data)` (one pass over an array or a batched
-`tf.data.Dataset`), or automatically at the first `fit` on in-memory arrays
-(the training rows only, i.e. before a `validation_split`).
-
-Under `tf.distribute`, the statistics are global: they are computed on the
-host, in float64, over the whole dataset before training starts (by `adapt` or
-the first `fit`, outside `strategy.run`), and assigned in cross-replica
-context, which writes the same values to every replica's copy; the weights use
-`aggregation="only_first_replica"`, as `slope` and `intercept` do. A
-per-replica statistic would give each replica different coordinates and make
-the all-reduced gradient meaningless, so they are never computed inside a
-step.
+Gradient descent on raw features far from zero mean and unit scale is slow
+(an ill-conditioned Hessian); on `z = (x - mean) / std` it converges in a few
+epochs. The layer owns the statistics (float64 on the host, global under
+`tf.distribute`) and its `adapt`, as `keras.layers.Normalization` does; the
+model learns on its output and reports parameters in raw units. Design notes:
+`docs/design/standardization.md`.
 """
 
 from __future__ import annotations
@@ -72,6 +15,10 @@ import collections.abc
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_linreg import inputs
+
+__all__ = ["Standardization", "adapt_before_fit", "feature_statistics", "trainable_weight_names"]
 
 TRAINABLE_WEIGHT_NAMES = ("standardized_slope", "standardized_intercept")
 _RAW_WEIGHT_NAMES = ("slope", "intercept")
@@ -86,97 +33,204 @@ def trainable_weight_names(standardize):
     return TRAINABLE_WEIGHT_NAMES if standardize else _RAW_WEIGHT_NAMES
 
 
-def add_statistics(model, n_features):
-    """Creates the non-trainable statistics weights of a standardizing model.
+@keras.saving.register_keras_serializable(package="keras_linreg")
+class Standardization(keras.layers.Layer):
+    """Standardizes each feature with statistics set by `adapt`.
+
+    ```
+    z = (x - mean) / std
+    ```
+
+    for `x` of shape `(n, n_features)` (or `(n,)`, one feature). `mean` is the
+    mean of each feature and `std` its population standard deviation (ddof 0),
+    both computed in float64 over the unweighted rows; a constant feature
+    gets `std = 1` and `mean` its value, so its `z` is exactly 0. Until
+    `adapt` the layer is the identity (mean 0, std 1).
+
+    The layer has three non-trainable weights, saved with `.keras` files and
+    exports: `feature_mean` and `feature_std`, `(n_features,)`, and
+    `adapted_rows`, `()` int64, the number of rows they came from (0 until
+    adapted). They use `aggregation="only_first_replica"` and are assigned on
+    the host, so under `tf.distribute` every replica holds the same, global
+    statistics.
 
     Args:
-        model: The `LinearRegression` being built.
-        n_features: The number of features.
+        **kwargs: Base layer arguments (e.g. `name`, `dtype`).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_linreg.standardization import Standardization
+
+    layer = Standardization()
+    layer.adapt(np.array([[1.0, 10.0], [3.0, 10.0]]))
+    layer(np.array([[2.0, 10.0]]))  # [[0., 0.]]
+    ```
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.n_features = None
+        self._loaded_from_old_layout = False
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) not in (1, 2) or (len(input_shape) == 2 and input_shape[-1] is None):
+            raise ValueError(
+                "Received an invalid input shape, expected `(n,)` (one feature) "
+                "or `(n, n_features)` with a known number of features. "
+                f"Received: input_shape={input_shape}"
+            )
+        self.n_features = 1 if len(input_shape) == 1 else int(input_shape[-1])
+        common = {"trainable": False, "aggregation": "only_first_replica"}
+        self.feature_mean = self.add_weight(
+            name="feature_mean", shape=(self.n_features,), initializer="zeros", **common
+        )
+        self.feature_std = self.add_weight(
+            name="feature_std", shape=(self.n_features,), initializer="ones", **common
+        )
+        self.adapted_rows = self.add_weight(
+            name="adapted_rows", shape=(), initializer="zeros", dtype="int64", **common
+        )
+
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank == 1:
+            x = x[:, tf.newaxis]
+        mean = tf.cast(self.feature_mean, x.dtype)
+        std = tf.cast(self.feature_std, x.dtype)
+        return (x - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        return input_shape if len(input_shape) == 2 else (*input_shape, 1)
+
+    @property
+    def is_adapted(self):
+        """Whether the statistics have been set (by `adapt` or a load)."""
+        return self.built and int(self.adapted_rows.numpy()) > 0
+
+    def statistics(self):
+        """The stored `(mean, std)` as float64 NumPy arrays, `(n_features,)` each."""
+        self._check_built("statistics")
+        return (
+            self.feature_mean.numpy().astype(np.float64),
+            self.feature_std.numpy().astype(np.float64),
+        )
+
+    def adapt(self, data, steps=None):
+        """Sets the statistics from one pass over `data`.
+
+        See `feature_statistics` for the data accepted and the computation.
+        The layer is built from the data's number of features if not yet;
+        on any error nothing is changed.
+
+        Args:
+            data: Features (an array, tensor, pandas object or list), or a
+                batched `tf.data.Dataset` or other iterable of batches
+                yielding `x`, `(x, y)` or `(x, y, sample_weight)`.
+            steps: Optional number of batches to draw from a dataset (needed
+                for a repeating one). Defaults to the whole dataset.
+        """
+        self.set_statistics(*feature_statistics(data, steps=steps))
+
+    def set_statistics(self, mean, std, rows):
+        """Stores statistics computed by `feature_statistics`.
+
+        Called on the host (cross-replica context under a strategy), so the
+        values are written to every replica's copy.
+
+        Args:
+            mean: `(n_features,)` feature means.
+            std: `(n_features,)` feature standard deviations, all > 0.
+            rows: The number of rows they came from, > 0.
+
+        Raises:
+            ValueError: if the values are not finite, `std` or `rows` not
+                positive, or the number of features differs from the layer's.
+        """
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        std = np.asarray(std, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(mean)):
+            raise ValueError(
+                "Received an invalid value for `mean`, expected finite values. "
+                f"Received: mean={mean}"
+            )
+        if not np.all(np.isfinite(std) & (std > 0)):
+            raise ValueError(
+                "Received an invalid value for `std`, expected finite values > 0. "
+                f"Received: std={std}"
+            )
+        if isinstance(rows, bool) or int(rows) != rows or rows < 1:
+            raise ValueError(
+                "Received an invalid value for `rows`, expected a positive integer. "
+                f"Received: rows={rows!r}"
+            )
+        if not self.built:
+            self.build((None, len(mean)))
+        if len(mean) != self.n_features or len(std) != self.n_features:
+            raise ValueError(
+                f"Received statistics of {len(mean)} features, but this layer "
+                f"has n_features={self.n_features}."
+            )
+        self.feature_mean.assign(mean.astype(self.feature_mean.dtype))
+        self.feature_std.assign(std.astype(self.feature_std.dtype))
+        self.adapted_rows.assign(int(rows))
+
+    def load_own_variables(self, store):
+        if self._loaded_from_old_layout and not len(store.keys()):
+            # The file predates this layer; `load_old_layout` already loaded it.
+            self._loaded_from_old_layout = False
+            return
+        self._loaded_from_old_layout = False
+        super().load_own_variables(store)
+
+    def load_old_layout(self, feature_mean, feature_std, adapted_rows):
+        """Loads the statistics of a `.keras` file written before this layer.
+
+        Until this layer existed (main 2541842), a standardizing
+        `LinearRegression` held `feature_mean`, `feature_std` and
+        `adapted_rows` as its own variables 2 to 4, and the file has no entry
+        for the layer. The model's `load_own_variables` passes them here; the
+        layer's own, absent, entry is then skipped when Keras visits it.
+        """
+        self.load_own_variables({"0": feature_mean, "1": feature_std, "2": adapted_rows})
+        self._loaded_from_old_layout = True
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"This Standardization layer has not been built yet, so `{what}` "
+                "has nothing to return: call `adapt(data)` or `build(input_shape)` first."
+            )
+
+
+def feature_statistics(data, steps=None):
+    """Per-feature `(mean, std, rows)` of `data`, in float64, in one pass.
+
+    The pass accumulates, per feature, the row count, mean and sum of squared
+    deviations with Chan et al.'s pairwise update (numerically stable, and the
+    same up to rounding however the rows are batched), and the minimum and
+    maximum. A feature is constant when they are equal; its `std` is then 1
+    and its `mean` its value. Sample weights and targets are ignored: the
+    statistics only choose coordinates, not the optimum.
+
+    Args:
+        data: Features, `(n,)` or `(n, n_features)`: a NumPy array, tensor,
+            pandas object or list, reduced in chunks of rows; or a batched
+            `tf.data.Dataset` or other iterable of batches, yielding `x` or
+            `(x, y)` or `(x, y, sample_weight)`.
+        steps: Optional number of batches to draw from a dataset. Defaults to
+            the whole dataset.
 
     Returns:
-        `(feature_mean, feature_std, adapted_rows)`, initialised to the
-        identity transform (mean 0, std 1) and 0 rows.
-    """
-    common = {"trainable": False, "aggregation": "only_first_replica"}
-    mean = model.add_weight(
-        name="feature_mean", shape=(n_features,), initializer="zeros", **common
-    )
-    std = model.add_weight(name="feature_std", shape=(n_features,), initializer="ones", **common)
-    rows = model.add_weight(
-        name="adapted_rows", shape=(), initializer="zeros", dtype="int64", **common
-    )
-    return mean, std, rows
-
-
-def standardize(model, x):
-    """`(x - mean) / std` with the model's stored statistics; `x` is `(n, k)`."""
-    mean = tf.cast(model.feature_mean, x.dtype)
-    std = tf.cast(model.feature_std, x.dtype)
-    return (x - mean) / std
-
-
-def raw_slope(model):
-    """The raw-unit slope `w / std` as a read-only tensor."""
-    return model._trainable_slope / model.feature_std
-
-
-def raw_intercept(model):
-    """The raw-unit intercept `b - Σ w · mean / std` as a read-only tensor."""
-    w = model._trainable_slope
-    return model._trainable_intercept - tf.reduce_sum(w * model.feature_mean / model.feature_std)
-
-
-def raw_parameters(model):
-    """`(slope, intercept)` in raw units, computed in float64 from the weights."""
-    w, b, mean, std = _stored_values(model)
-    return w / std, float(b - np.sum(w * mean / std))
-
-
-def is_adapted(model):
-    """Whether the model's statistics have been set (by `adapt` or a load)."""
-    return int(keras.ops.convert_to_numpy(model.adapted_rows)) > 0
-
-
-def adapt(model, data, steps=None):
-    """Sets the model's statistics from `data`, keeping its predictions.
-
-    One pass over `data` accumulates, per feature and in float64, the row
-    count, mean and sum of squared deviations (Chan et al.'s pairwise update:
-    numerically stable, and the same up to rounding however the rows are
-    batched), and the minimum and maximum (a
-    feature is constant when they are equal). The trainable weights are then
-    re-expressed in the new coordinates,
-
-    ```
-    w' = slope · std'
-    b' = intercept + Σ slope · mean'
-    ```
-
-    so that `model.slope`, `model.intercept` and the predictions are the same
-    before and after: adapting a trained model only changes the coordinates
-    it goes on learning in, and the initializers set the raw-unit starting
-    point.
-
-    Args:
-        model: A `LinearRegression(standardize=True)`; built from the data's
-            shape if not yet.
-        data: Features, `(n,)` or `(n, n_features)`: a NumPy array, tensor,
-            pandas object or list; or a batched `tf.data.Dataset` or other
-            iterable of batches, yielding `x` or `(x, y)` or
-            `(x, y, sample_weight)`.
-        steps: Optional number of batches to draw from a dataset (needed for
-            a repeating one). Defaults to the whole dataset.
+        `(mean, std, rows)`: two float64 arrays `(n_features,)` and an int.
 
     Raises:
-        ValueError: if the model does not standardize, the data is empty,
-            non-finite, of the wrong shape, or not batched.
+        ValueError: if the data is empty, non-finite, of the wrong shape, not
+            batched, a distributed dataset, or `steps` is not a positive int.
     """
-    if not model.standardize:
-        raise ValueError(
-            "`adapt()` sets the statistics of a standardizing model, but this "
-            "LinearRegression has standardize=False. Construct it with "
-            "`LinearRegression(standardize=True)`."
-        )
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(
             "Received an invalid value for `steps`, expected a positive integer "
@@ -202,32 +256,24 @@ def adapt(model, data, steps=None):
     if moments.count == 0:
         raise ValueError("Received empty data: `adapt()` needs at least one row.")
     mean, std = moments.statistics()
-    if not model.built:
-        # Under the strategy the model was created in, so the weights are
-        # mirrored like those `fit` would build.
-        with model.distribute_strategy.scope():
-            model.build((None, len(mean)))
-    if len(mean) != model.n_features:
-        raise ValueError(
-            f"Received data with {len(mean)} features, but this model has "
-            f"n_features={model.n_features}."
-        )
-    _assign(model, mean, std, moments.count)
+    return mean, std, moments.count
 
 
 def adapt_before_fit(model, x, validation_split=0.0):
-    """At `fit`: adapts on the training rows of in-memory `x`, if not adapted.
+    """At `fit`: adapts `model` on the training rows of in-memory `x`, if needed.
 
     A no-op for `standardize=False` models and for models already adapted
-    (by `adapt`, an earlier `fit`, or loading). `fit` on a dataset, generator
-    or `PyDataset` cannot be read twice (once for the statistics, once for
-    training) in general, so it must be adapted first.
+    (by `adapt`, an earlier `fit`, or loading). The training rows are the
+    first `inputs.split_point(n, validation_split)`, the rows Keras trains
+    on. `fit` on a dataset, generator or `PyDataset` cannot read it twice
+    (once for the statistics, once for training) in general, so such a model
+    must be adapted first.
 
     Raises:
         ValueError: for a standardizing, unadapted model and data that is not
             an in-memory array.
     """
-    if not model.standardize or (model.built and is_adapted(model)):
+    if not model.standardize or (model.built and model.standardization.is_adapted):
         return
     if not _is_in_memory(x):
         raise ValueError(
@@ -239,11 +285,7 @@ def adapt_before_fit(model, x, validation_split=0.0):
             "pass in-memory arrays, whose statistics `fit` computes itself."
         )
     features = _as_matrix(x)
-    if validation_split:
-        # keras.trainers.data_adapters.array_slicing.train_validation_split
-        # keeps the first floor(n * (1 - split)) rows for training.
-        features = features[: int(np.floor(len(features) * (1.0 - validation_split)))]
-    adapt(model, features)
+    model.adapt(features[: inputs.split_point(len(features), validation_split)])
 
 
 class _Moments:
@@ -286,33 +328,6 @@ class _Moments:
         mean = np.where(constant, self.min, self.mean)
         std = np.where(constant, 1.0, np.sqrt(self.m2 / self.count))
         return mean, std
-
-
-def _assign(model, mean, std, count):
-    """Stores the statistics, re-expressing `w`, `b` to keep raw parameters."""
-    slope, intercept = raw_parameters(model)
-    # Round through the variables' dtype first, so w' and b' are computed
-    # with the statistics the model will really use.
-    model.feature_mean.assign(mean.astype(model.feature_mean.dtype))
-    model.feature_std.assign(std.astype(model.feature_std.dtype))
-    _, _, mean, std = _stored_values(model)
-    model._trainable_slope.assign((slope * std).astype(model._trainable_slope.dtype))
-    model._trainable_intercept.assign(
-        np.asarray(intercept + np.sum(slope * mean), dtype=model._trainable_intercept.dtype)
-    )
-    model.adapted_rows.assign(count)
-
-
-def _stored_values(model):
-    def value(v):
-        return keras.ops.convert_to_numpy(v).astype(np.float64)
-
-    return (
-        value(model._trainable_slope),
-        float(value(model._trainable_intercept)),
-        value(model.feature_mean),
-        value(model.feature_std),
-    )
 
 
 def _is_in_memory(data):

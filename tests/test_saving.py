@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from _serialization import check_class_serialization
 
 import keras_linreg
 
@@ -31,9 +32,14 @@ def test_get_config_round_trip():
 
 
 def _load_without_warnings(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return keras.models.load_model(path)
+    # record=True with "always", not simplefilter("error"): NumPy's
+    # `__array__` DeprecationWarning is caught and swallowed by the code that
+    # triggers it when it is an error, so only recording sees it.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.models.load_model(path)
+    assert [str(w.message) for w in caught] == []
+    return model
 
 
 @pytest.mark.parametrize(
@@ -101,3 +107,43 @@ def test_uncompiled_model_round_trips(tmp_path):
     assert loaded.built and not loaded.compiled
     assert loaded.learning_rate == 0.5
     np.testing.assert_array_equal(loaded.slope.numpy(), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("standardize", [False, True], ids=["raw", "standardized"])
+def test_model_config_and_serialization_round_trip(standardize):
+    """Keras' `run_class_serialization_test`, for the model (built and not)."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.9)
+    for n_features in (None, 3):
+        model = keras_linreg.LinearRegression(
+            n_features=n_features,
+            learning_rate=schedule,
+            feature_names=None if n_features is None else ["a", "b", "c"],
+            standardize=standardize,
+            name="linreg",
+        )
+        revived = check_class_serialization(model)
+        assert revived.built is (n_features is not None)
+        assert revived.standardize is standardize
+        if revived.built:
+            assert [v.name for v in revived.weights] == [v.name for v in model.weights]
+
+
+def test_standardized_keras_file_round_trip_is_quiet_and_exact(tutorial_data, tmp_path, rng):
+    x, y = tutorial_data
+    x = np.stack([x, rng.normal(50.0, 5.0, len(x))], axis=1).astype("float32")
+    model = keras_linreg.LinearRegression(learning_rate=0.2, standardize=True)
+    model.compile()
+    model.fit(x, y, batch_size=25, epochs=3, shuffle=False, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = _load_without_warnings(tmp_path / "model.keras")
+    assert loaded.standardize and loaded.standardization.is_adapted
+    for a, b in zip(loaded.weights, model.weights, strict=True):
+        assert a.path == b.path
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert loaded.optimizer.iterations.numpy() == 12
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # Training resumes exactly where the original goes on.
+    loaded.fit(x, y, batch_size=25, epochs=2, shuffle=False, verbose=0)
+    model.fit(x, y, batch_size=25, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_parameters(), model.get_parameters(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""LinearRegression(standardize=True): statistics, raw-unit parameters, convergence.
+"""Standardization: the layer, and LinearRegression(standardize=True) built on it.
 
 References are independent float64 NumPy computations: `numpy.linalg.lstsq`
 (through `keras_linreg.least_squares`), hand-written gradient-descent loops,
@@ -15,10 +15,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _serialization import check_class_serialization
 
 import keras_linreg
 from keras_linreg import standardization
 from keras_linreg.convergence import epochs_to_optimum
+from keras_linreg.standardization import Standardization
 from keras_linreg_cli.convergence_table import gradient_descent_epochs
 
 
@@ -498,3 +500,113 @@ def test_adapt_refuses_a_distributed_dataset():
     with pytest.raises(ValueError, match="undistributed"):
         model.adapt(dataset)
     assert int(model.adapted_rows.numpy()) == 0
+
+
+# ------------------------------------------------------------- the layer itself
+def test_layer_standardizes_with_float64_statistics(rng):
+    x = rng.normal([2.0, -40.0, 7.0], [0.1, 30.0, 1.0], size=(57, 3)).astype("float32")
+    x[:, 2] = 7.25  # a constant feature
+    layer = Standardization()
+    assert not layer.is_adapted
+    layer.adapt(x)
+    assert layer.is_adapted and layer.n_features == 3 and int(layer.adapted_rows.numpy()) == 57
+
+    x64 = x.astype(np.float64)
+    mean, std = x64.mean(axis=0), x64.std(axis=0, ddof=0)
+    std[2] = 1.0  # constant: std 1, mean its value
+    np.testing.assert_allclose(layer.feature_mean.numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(layer.feature_std.numpy(), std, rtol=1e-6)
+    stored_mean, stored_std = layer.statistics()
+    assert stored_mean.dtype == stored_std.dtype == np.float64
+    np.testing.assert_array_equal(stored_mean, layer.feature_mean.numpy().astype(np.float64))
+
+    z = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(z, (x64 - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(z[:, 2], 0.0)
+    # One feature given as (n,) is a column.
+    single = Standardization()
+    single.adapt(x[:, 0])
+    assert keras.ops.convert_to_numpy(single(x[:, 0])).shape == (57, 1)
+
+
+def test_unadapted_layer_is_the_identity(rng):
+    x = rng.normal(size=(6, 2)).astype("float32")
+    layer = Standardization()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)  # built by the call
+    assert layer.n_features == 2 and not layer.is_adapted
+
+
+def test_layer_statistics_do_not_depend_on_chunking_or_batching(rng, monkeypatch):
+    x = rng.normal([1e4, -3.0], [1.0, 100.0], size=(103, 2))
+    x64 = np.asarray(x, np.float64)
+    whole = standardization.feature_statistics(x)
+    monkeypatch.setattr(standardization, "_CHUNK_ROWS", 10)  # 11 chunks, the last of 3 rows
+    chunked = standardization.feature_statistics(x)
+    batched = standardization.feature_statistics(tf.data.Dataset.from_tensor_slices(x).batch(7))
+    for mean, std, rows in (whole, chunked, batched):
+        assert rows == 103
+        np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(std, x64.std(axis=0), rtol=1e-10)
+
+
+def test_layer_rejects_statistics_of_another_width_and_changes_nothing(rng):
+    layer = Standardization()
+    layer.adapt(rng.normal(size=(10, 2)))
+    before = [v.numpy().copy() for v in layer.weights]
+    with pytest.raises(ValueError, match="3 features, but this layer has n_features=2"):
+        layer.adapt(rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        layer.adapt(np.array([[1.0, np.nan]]))
+    with pytest.raises(ValueError, match="`std`, expected finite values > 0"):
+        layer.set_statistics([0.0, 0.0], [1.0, 0.0], 5)
+    with pytest.raises(ValueError, match="`mean`"):
+        layer.set_statistics([np.inf, 0.0], [1.0, 1.0], 5)
+    with pytest.raises(ValueError, match="`rows`"):
+        layer.set_statistics([0.0, 0.0], [1.0, 1.0], 0)
+    for value, variable in zip(before, layer.weights, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    with pytest.raises(ValueError, match="not been built"):
+        Standardization().statistics()
+
+
+def test_layer_config_and_serialization_round_trip():
+    layer = Standardization(name="scaler", dtype="float32")
+    revived = check_class_serialization(layer)
+    assert revived.name == "scaler"
+
+
+def test_layer_keras_file_round_trip(rng, tmp_path):
+    """Registered serializable, with its own weights: usable in any Keras model."""
+    x = rng.normal([10.0, -5.0], [3.0, 0.5], size=(40, 2)).astype("float32")
+    layer = Standardization()
+    layer.adapt(x)
+    model = keras.Sequential([keras.Input((2,)), layer])
+    path = str(tmp_path / "scaler.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded.layers[0]) is Standardization
+    for a, b in zip(loaded.layers[0].weights, layer.weights, strict=True):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_model_owns_its_layer(tutorial_data):
+    x, y = tutorial_data
+    raw = _model(n_features=1)
+    assert raw.standardization is None and raw.layers == []
+
+    model = _model(learning_rate=0.1, standardize=True)
+    assert model.standardization is None  # created in build
+    _fit(model, x, y, epochs=1)
+    layer = model.standardization
+    assert isinstance(layer, Standardization) and model.layers == [layer]
+    assert layer.is_adapted
+    # The model's statistics are the layer's variables, not copies.
+    assert model.feature_mean is layer.feature_mean
+    assert model.feature_std is layer.feature_std
+    assert model.adapted_rows is layer.adapted_rows
+    # The model predicts on the layer's output: z · w + b.
+    z = keras.ops.convert_to_numpy(layer(x))
+    w, b = model._trainable_slope.numpy(), model._trainable_intercept.numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), z @ w + b, rtol=1e-6, atol=1e-6)
