@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_linreg.closed_form import least_squares
+from keras_linreg.regularization import model_optimum
 
 __all__ = ["epochs_to_optimum"]
 
@@ -18,11 +18,13 @@ __all__ = ["epochs_to_optimum"]
 def epochs_to_optimum(
     model, x, y, sample_weight=None, tolerance=1e-4, max_epochs=10_000
 ) -> int | None:
-    """Full-batch epochs until `model` is within `tolerance` of least squares.
+    """Full-batch epochs until `model` is within `tolerance` of its optimum.
 
     Fits `model` (compiled here if it is not) on all of `x`, `y` as one batch
     per epoch, without shuffling, and after each epoch compares its raw-unit
-    parameters with the float64 optimum `least_squares(x, y, sample_weight)`:
+    parameters with the float64 optimum `least_squares(x, y, sample_weight)`,
+    or, for a model with a `slope_regularizer`, the penalized optimum
+    (`keras_linreg.regularization.model_optimum`):
 
     ```
     max(|slope - slope*|_inf, |intercept - intercept*|) <= tolerance
@@ -45,7 +47,7 @@ def epochs_to_optimum(
         The number of epochs (updates), 0 if the model starts there, or None
         if `max_epochs` were not enough.
     """
-    optimum = least_squares(x, y, sample_weight)
+    optimum = model_optimum(model, x, y, sample_weight)
     if model.built and _distance(model.get_parameters(), optimum) <= tolerance:
         return 0
     if not model.compiled:

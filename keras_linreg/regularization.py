@@ -12,6 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_linreg import standardization
+from keras_linreg.closed_form import least_squares
+
 # The regularizers whose L1 and L2 coefficients are read off and applied exactly.
 # Subclasses may override `__call__`, so only these exact types are decomposed.
 _DECOMPOSABLE = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
@@ -164,6 +167,38 @@ def penalized_optimum(
     slope = beta / scale
     intercept = float(y_mean - z_mean @ beta) if fit_intercept else 0.0
     return slope, intercept
+
+
+def model_optimum(model, x, y, sample_weight=None) -> tuple[np.ndarray, float]:
+    """The optimum a `LinearRegression` trains towards on `(x, y)`, in raw units.
+
+    `least_squares` without a penalty; with Keras' `L1`, `L2` or `L1L2`, the
+    penalized optimum, in standardized units for a `standardize=True` model
+    (its adapted statistics, or those of `x` when it is not adapted yet, as
+    a first full-batch `fit` would adapt). This is what reports and
+    `epochs_to_optimum` compare the model with.
+
+    Raises:
+        ValueError: for a custom regularizer, which has no reference optimum.
+    """
+    regularizer = model.slope_regularizer
+    if regularizer is None:
+        return least_squares(x, y, sample_weight)
+    if not is_decomposable(regularizer):
+        raise ValueError(
+            "This model's `slope_regularizer` is a custom regularizer, whose optimum "
+            "has no reference here; only keras.regularizers.L1, L2 and L1L2 have one. "
+            f"Received: slope_regularizer={regularizer!r}"
+        )
+    l1, l2 = coefficients(regularizer)
+    scale = None
+    if model.standardize:
+        layer = model.standardization
+        if layer is not None and layer.is_adapted:
+            _, scale = layer.statistics()
+        else:
+            _, scale, _ = standardization.feature_statistics(x)
+    return penalized_optimum(x, y, sample_weight, l1=l1, l2=l2, scale=scale)
 
 
 def objective(x, y, slope, intercept, sample_weight=None, *, l1=0.0, l2=0.0, scale=None) -> float:

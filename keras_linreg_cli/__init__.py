@@ -58,6 +58,22 @@ def _positive_float(name):
     return parse
 
 
+def _non_negative_float(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number >= 0, received {text!r}"
+            ) from None
+        if not (math.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -149,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, help="default: the whole data")
     train.add_argument("--validation-split", type=_fraction, default=0.0)
     train.add_argument("--standardize", action="store_true", help="learn on standardized features")
+    train.add_argument(
+        "--l1",
+        type=_non_negative_float("l1"),
+        default=0.0,
+        help="L1 penalty on the slope, l1·Σ|slope| (lasso; exact zeros)",
+    )
+    train.add_argument(
+        "--l2",
+        type=_non_negative_float("l2"),
+        default=0.0,
+        help="L2 penalty on the slope, l2·Σ slope² (ridge)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--log-dir", help="TensorBoard run directory (default: logs/train/<time>)")
     train.add_argument("--export", metavar="DIR", help="write a SavedModel here (must not exist)")

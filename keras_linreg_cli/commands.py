@@ -89,6 +89,8 @@ def train(args) -> int:
             batch_size=args.batch_size,
             validation_split=args.validation_split,
             standardize=args.standardize,
+            l1=args.l1,
+            l2=args.l2,
             seed=args.seed,
             callbacks=[keras_linreg.ParameterLogger(log_dir)],
             verbose=0 if args.quiet else "auto",

@@ -12,17 +12,20 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_linreg import LinearRegression, least_squares
+from keras_linreg import LinearRegression
 from keras_linreg.inputs import split_point
+from keras_linreg.regularization import model_optimum
 
 __all__ = ["TrainingReport", "fit_regression", "format_report", "summarize"]
 
 
 @dataclass
 class TrainingReport:
-    """A fitted model's parameters beside the least-squares optimum.
+    """A fitted model's parameters beside the optimum it trains towards.
 
-    `r2` is the coefficient of determination on the training data,
+    The optimum is least squares, or the penalized optimum when the model
+    has a `slope_regularizer` (`penalized` is then True). `r2` is the
+    coefficient of determination on the training data,
     `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`, in float64.
     """
 
@@ -35,6 +38,7 @@ class TrainingReport:
     optimum_slope: np.ndarray
     optimum_intercept: float
     epochs: int
+    penalized: bool = False
 
     @property
     def gap(self) -> float:
@@ -57,6 +61,8 @@ def fit_regression(
     batch_size: int | None = None,
     validation_split: float = 0.0,
     standardize: bool = False,
+    l1: float = 0.0,
+    l2: float = 0.0,
     seed: int | None = 0,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 0,
@@ -66,13 +72,15 @@ def fit_regression(
     `batch_size=None` trains full batch (one step per epoch on the
     `split_point(n, validation_split)` training rows); the rows are not
     shuffled when full batch, and shuffled by the seeded Keras generator
-    otherwise.
+    otherwise. `l1` and `l2` set `slope_regularizer=keras.regularizers.L1L2(l1, l2)`.
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)
     x = np.asarray(x)
     n_features = 1 if x.ndim == 1 else x.shape[1]
     kwargs = {"standardize": True} if standardize else {}
+    if l1 or l2:
+        kwargs["slope_regularizer"] = keras.regularizers.L1L2(l1=l1, l2=l2)
     model = LinearRegression(
         n_features=n_features,
         learning_rate=learning_rate,
@@ -115,7 +123,7 @@ def summarize(
     rows = split_point(len(y), validation_split)
     x, y = np.asarray(x)[:rows], np.asarray(y)[:rows]
     slope, intercept = model.get_parameters()
-    optimum_slope, optimum_intercept = least_squares(x, y)
+    optimum_slope, optimum_intercept = model_optimum(model, x, y)
     x64 = np.asarray(x, dtype=np.float64).reshape(len(y), -1)
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
     residual = x64 @ slope + intercept - y64
@@ -133,6 +141,7 @@ def summarize(
         optimum_slope=optimum_slope,
         optimum_intercept=optimum_intercept,
         epochs=len(logs["loss"]),
+        penalized=model.slope_regularizer is not None,
     )
 
 
@@ -140,7 +149,8 @@ def format_report(report: TrainingReport) -> str:
     """The report as a fixed-width table, one parameter a row."""
     width = max(12, *(len(f"slope[{name}]") for name in report.feature_names))
     lines = [
-        f"{'parameter':<{width}}  {'model':>14}  {'least squares':>14}  {'gap':>10}",
+        f"{'parameter':<{width}}  {'model':>14}  "
+        f"{'optimum' if report.penalized else 'least squares':>14}  {'gap':>10}",
     ]
     rows = [
         (f"slope[{name}]", value, optimum)

@@ -330,3 +330,39 @@ def test_a_directory_that_is_not_a_model_in_a_real_process(tmp_path, relation_cs
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a model" in lines[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_train_with_l1_and_l2_reports_the_penalized_optimum(relation_csv, tmp_path, capfd):
+    # y = 2a - 3b + 1 with a strong L1 on the standardized slopes: the report
+    # compares with the elastic-net optimum (checked here against scikit-learn),
+    # not with least squares.
+    from sklearn.linear_model import ElasticNet
+
+    path, x, y = relation_csv
+    l1, l2 = 1.0, 0.2
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--epochs", 300, "--learning-rate", 0.5,
+        "--standardize", "--l1", l1, "--l2", l2, "--log-dir", tmp_path / "logs", "--quiet",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "optimum" in out.splitlines()[0] and "least squares" not in out
+    std = x.std(axis=0)
+    alpha = l1 / 2 + l2
+    reference = ElasticNet(alpha=alpha, l1_ratio=(l1 / 2) / alpha, tol=1e-12, max_iter=100_000)
+    reference.fit(x / std, y)
+    optimum = reference.coef_ / std
+    assert np.max(np.abs(optimum - keras_linreg.least_squares(x, y)[0])) > 0.1  # it matters
+    table = _report(out)
+    for i, name in enumerate(("a", "b")):
+        model_value, optimum_value, gap = map(float, table[f"slope[{name}]"])
+        assert optimum_value == pytest.approx(optimum[i], rel=1e-5)
+        assert model_value == pytest.approx(optimum[i], rel=1e-4)
+        assert gap < 1e-4
+
+
+@pytest.mark.parametrize("flag", ["--l1", "--l2"])
+def test_a_negative_penalty_is_a_usage_error(relation_csv, capfd, flag):
+    path, _, _ = relation_csv
+    status, _, err = _run(capfd, "train", path, "--target", "y", flag, "-1")
+    assert status == 2
+    assert f"argument {flag}: expected a number >= 0, received '-1'" in err

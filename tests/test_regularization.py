@@ -290,3 +290,25 @@ def test_tensorboard_gets_loss_data_loss_and_penalty(problem, tmp_path):
         steps, values = scalars(series, tag)
         assert steps == [0, 1, 2, 3]
         np.testing.assert_allclose(values, history.history[tag], rtol=1e-6)
+
+
+def test_epochs_to_optimum_and_model_optimum_use_the_penalized_optimum(problem):
+    x, y = problem
+    model = keras_linreg.LinearRegression(
+        learning_rate=0.2, slope_regularizer=keras.regularizers.L1(0.1)
+    )
+    expected = regularization.penalized_optimum(x, y, l1=0.1)
+    # (Keras keeps l1 as float32, 0.1 to 8 digits.)
+    np.testing.assert_allclose(regularization.model_optimum(model, x, y)[0], expected[0], rtol=1e-7)
+    epochs = keras_linreg.epochs_to_optimum(model, x, y, tolerance=1e-4, max_epochs=3000)
+    assert epochs is not None and epochs > 1
+    np.testing.assert_allclose(model.get_parameters()[0], expected[0], atol=1e-4)
+    # Least squares is further away than the tolerance: the target was the penalized one.
+    assert np.max(np.abs(keras_linreg.least_squares(x, y)[0] - expected[0])) > 1e-2
+
+
+def test_a_custom_regularizer_has_no_reference_optimum(problem):
+    x, y = problem
+    model = keras_linreg.LinearRegression(slope_regularizer=SquaredNorm(0.1))
+    with pytest.raises(ValueError, match="custom regularizer.*Received: slope_regularizer="):
+        regularization.model_optimum(model, x, y)
