@@ -20,7 +20,11 @@ import argparse
 import keras
 import numpy as np
 
-from keras_linreg.closed_form import least_squares, max_stable_learning_rate
+from keras_linreg.closed_form import (
+    hessian_eigenvalues,
+    least_squares,
+    max_stable_learning_rate,
+)
 
 
 def epochs_to_optimum(
@@ -135,10 +139,8 @@ def _largest_stable_learning_rate(x, standardize=False, sample_weight=None) -> f
 def _hessian_eigenvalues(x, standardize=False, sample_weight=None):
     x = np.asarray(x, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
-    s = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     mean, std = _statistics(x, standardize)
-    design = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
-    return np.linalg.eigvalsh((2.0 / len(x)) * design.T @ (s[:, None] * design))
+    return hessian_eigenvalues((x - mean) / std, sample_weight)
 
 
 def _statistics(x, standardize):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_linreg import _keras_internals, fast_fit, standardization
-from keras_linreg import divergence as _divergence
-from keras_linreg import validation as _validation
+from keras_linreg import _keras_internals, divergence, fast_fit, inputs, standardization
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 _MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
@@ -148,6 +146,13 @@ class LinearRegression(keras.Model):
         # Our own tracker (the Keras guide's idiom): Keras' built-in one
         # averages per-replica losses, which is not the global-batch loss.
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Training state Keras must neither track nor save (the divergence guard's
+        # variables, the fast path's traced functions) lives in plain Python objects:
+        # Keras' attribute tracker and TensorFlow's AutoTrackable only follow
+        # variables, layers, metrics and containers, so these never reach
+        # `model.weights`, `.keras` files, checkpoints or exports.
+        self._divergence_guard = divergence.DivergenceGuard()
+        self._fast_fit_functions = fast_fit.FunctionCache()
         if n_features is not None:
             self.build((None, n_features))
 
@@ -329,7 +334,9 @@ class LinearRegression(keras.Model):
         #    divergence flag is set (divergence.py; no host sync here).
         learning_rate = tf.cast(self.optimizer.learning_rate, self.dtype)
         new_values = [v - learning_rate * g for v, g in zip(variables, grads, strict=True)]
-        _divergence.apply_update(self, variables, new_values, loss=sse / n)
+        self._divergence_guard.update(
+            variables, new_values, loss=sse / n, iterations=self.optimizer.iterations
+        )
 
         return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n)
 
@@ -344,31 +351,36 @@ class LinearRegression(keras.Model):
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, with the arguments and behaviour of Keras, plus:
 
-        1. bad in-memory data raises `ValueError` before any update
-           (validation.py), and a divergence monitor joins the callbacks;
-        2. a `standardize=True` model not yet adapted gets its feature
-           statistics from in-memory `x` (standardization.py), after the
-           checks so NaN never reaches them;
-        3. in-memory arrays take the fast path (fast_fit.py: tensors placed
-           once, one graph call per epoch); other inputs go to Keras' `fit`;
+        1. bad in-memory data raises `ValueError` before any update (inputs.py);
+        2. a `standardize=True` model not yet adapted gets its feature statistics
+           from the training rows of in-memory `x` (standardization.py);
+        3. in-memory arrays take the fast path (fast_fit.py: tensors placed once,
+           one graph call per epoch); other inputs go to Keras' `fit`;
         4. a diverging run stops with the last good weights and raises
            `keras_linreg.DivergenceError` (divergence.py).
         """
-        x, y, kwargs = _divergence.prepare_fit(self, x, y, args, kwargs)
+        x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
+        inputs.build_from_data(self, x)
         standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
-        history = fast_fit.fit(self, super().fit, x, y, **kwargs)
-        return _divergence.check_history(self, history)
+        monitor = divergence.DivergenceMonitor(x, kwargs)
+        kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
+        if fast_fit.applies(self, x, y, kwargs):
+            history = fast_fit.fit(self, x, y, **kwargs)
+        else:
+            history = super().fit(x, y, **kwargs)
+        monitor.raise_if_diverged(history)
+        return history
 
     def train_on_batch(self, *args, **kwargs):
-        _divergence.rearm(self)  # a non-finite batch is skipped, not latched
+        self._divergence_guard.rearm()  # a non-finite batch is skipped, not latched
         return super().train_on_batch(*args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        x, y, kwargs = _validation.prepare_evaluate(self, x, y, args, kwargs)
+        x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
         return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        x, kwargs = _validation.prepare_predict(self, x, args, kwargs)
+        x, kwargs = inputs.check_predict_arguments(self, x, args, kwargs)
         return super().predict(x, **kwargs)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):

@@ -67,11 +67,11 @@ step.
 
 from __future__ import annotations
 
-import collections.abc
-
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_linreg import inputs
 
 TRAINABLE_WEIGHT_NAMES = ("standardized_slope", "standardized_intercept")
 _RAW_WEIGHT_NAMES = ("slope", "intercept")
@@ -183,7 +183,7 @@ def adapt(model, data, steps=None):
             f"or None. Received: steps={steps!r}"
         )
     moments = _Moments()
-    if _is_in_memory(data):
+    if inputs.is_in_memory(data):
         features = _as_matrix(data)
         for start in range(0, len(features), _CHUNK_ROWS):
             moments.update(features[start : start + _CHUNK_ROWS])
@@ -229,7 +229,7 @@ def adapt_before_fit(model, x, validation_split=0.0):
     """
     if not model.standardize or (model.built and is_adapted(model)):
         return
-    if not _is_in_memory(x):
+    if not inputs.is_in_memory(x):
         raise ValueError(
             "This LinearRegression has standardize=True but its feature "
             "statistics are not set, and `fit` received "
@@ -239,11 +239,7 @@ def adapt_before_fit(model, x, validation_split=0.0):
             "pass in-memory arrays, whose statistics `fit` computes itself."
         )
     features = _as_matrix(x)
-    if validation_split:
-        # keras.trainers.data_adapters.array_slicing.train_validation_split
-        # keeps the first floor(n * (1 - split)) rows for training.
-        features = features[: int(np.floor(len(features) * (1.0 - validation_split)))]
-    adapt(model, features)
+    adapt(model, features[: inputs.split_point(len(features), validation_split)])
 
 
 class _Moments:
@@ -313,15 +309,6 @@ def _stored_values(model):
         value(model.feature_mean),
         value(model.feature_std),
     )
-
-
-def _is_in_memory(data):
-    """Arrays, tensors, pandas objects and lists (not datasets, generators)."""
-    if isinstance(data, tf.data.Dataset | keras.utils.PyDataset):
-        return False
-    if tf.is_tensor(data) or hasattr(data, "__array__"):
-        return True
-    return isinstance(data, list | tuple) and not isinstance(data, collections.abc.Iterator)
 
 
 def _as_matrix(x, batched=False):
