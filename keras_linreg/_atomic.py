@@ -24,8 +24,9 @@ def local_path(path, argument="path") -> str:
             f"Received an invalid value for `{argument}`, expected a local filesystem "
             f"path (atomic writes rename within one directory). Received: {argument}={path!r}"
         )
+    given = os.path.basename(os.fspath(path).rstrip("/" + os.sep))
     local = os.path.abspath(os.fspath(path))
-    if os.path.basename(local) in ("", ".", ".."):
+    if given in ("", ".", "..") or os.path.basename(local) in ("", ".", ".."):
         raise ValueError(
             f"Received an invalid value for `{argument}`, expected a path naming a new "
             f"file or directory. Received: {argument}={path!r}"

@@ -1,11 +1,20 @@
-"""Bad in-memory data is refused before any update, with a message that says where."""
+"""`keras_linreg.inputs`: what in-memory data is, how it is checked, where training rows end.
 
+Bad in-memory data is refused before any update, with a message that says where; the
+train/validation cut is Keras' own (checked against
+`keras.src.trainers.data_adapters.array_slicing.train_validation_split`), and the fast
+path, the standardization statistics and the divergence message use exactly those rows.
+"""
+
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
 import keras_linreg
+from keras_linreg import inputs
 
 
 def _model(n_features=3, **kwargs):
@@ -235,3 +244,204 @@ def test_validation_data_and_split_still_work(rng):
     assert len(history.history["val_loss"]) == 2
     history = model.fit(x, y, validation_split=0.25, epochs=2, verbose=0)
     assert np.isfinite(history.history["val_loss"]).all()
+
+
+# ------------------------------------------------------------------ recognising
+def _generator():
+    yield np.zeros((2, 1)), np.zeros(2)
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: np.zeros((3, 2)), True),
+        (lambda: np.float32(1.0), True),
+        (lambda: 1.5, True),
+        (lambda: [[1.0, 2.0], [3.0, 4.0]], True),
+        (lambda: ((1.0, 2.0), (3.0, 4.0)), True),  # rows, like a list
+        (lambda: pd.DataFrame({"a": [1.0]}), True),
+        (lambda: pd.Series([1.0]), True),
+        (lambda: tf.constant([1.0]), True),
+        (lambda: tf.Variable([1.0]), True),
+        (lambda: keras.Variable([1.0]), True),
+        (lambda: None, False),
+        (lambda: tf.data.Dataset.from_tensor_slices(np.zeros(3)), False),
+        (lambda: {"x": np.zeros(3)}, False),  # Keras' multi-input convention
+        (_generator, False),
+        (lambda: tf.sparse.from_dense([[1.0, 0.0]]), False),
+        (lambda: tf.ragged.constant([[1.0], [2.0, 3.0]]), False),
+    ],
+)
+def test_is_in_memory(make, expected):
+    assert inputs.is_in_memory(make()) is expected
+
+
+def test_sliceable_converts_what_the_fast_path_can_slice():
+    array = np.arange(6.0).reshape(3, 2)
+    assert inputs.sliceable(array) is array  # no copy
+    np.testing.assert_array_equal(inputs.sliceable(pd.DataFrame(array)), array)
+    np.testing.assert_array_equal(inputs.sliceable(array.tolist()), array)
+    variable = inputs.sliceable(tf.Variable(array))
+    assert isinstance(variable, tf.Tensor)
+    np.testing.assert_array_equal(variable.numpy(), array)
+    assert inputs.sliceable(None) is None
+    for other in (np.array(["a", "b"]), tf.data.Dataset.from_tensor_slices(array),
+                  tf.constant(["a"]), [[1.0], [2.0, 3.0]]):
+        assert inputs.sliceable(other) is NotImplemented
+
+
+def test_tuples_are_rows_like_lists(rng):
+    x, y = _data(rng, n=30)
+    results = []
+    for convert in (np.asarray, lambda a: a.tolist(), lambda a: tuple(map(tuple, a))):
+        model = _model(learning_rate=0.01)
+        xs = convert(x)
+        model.fit(xs, tuple(y.tolist()), batch_size=30, epochs=3, shuffle=False, verbose=0)
+        results.append(model.get_parameters())
+    for slope, intercept in results[1:]:
+        np.testing.assert_array_equal(slope, results[0][0])
+        assert intercept == results[0][1]
+
+
+# --------------------------------------------------------- check_arrays (float64)
+def test_check_arrays_returns_views_in_their_own_dtype():
+    x = np.arange(12, dtype="float32").reshape(6, 2)
+    checked_x, checked_y, checked_w = inputs.check_arrays(x, np.ones((6, 1)), np.ones(6))
+    assert np.shares_memory(checked_x, x)  # a view, not a float64 copy
+    assert checked_x.dtype == np.float32 and checked_x.shape == (6, 2)
+    assert checked_y.shape == (6,) and checked_w.shape == (6,)
+    x1, y1, w1 = inputs.check_arrays([1.0, 2.0], None, require_y=False)
+    assert x1.shape == (2, 1) and y1 is None and w1 is None
+    # float64 beyond the float32 range is fine for float64 computations.
+    inputs.check_arrays(np.array([1e300, 1.0]), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "x, y, w, message",
+    [
+        (np.array([1.0, np.nan]), np.zeros(2), None, r"non-finite values in `x`.*row 1"),
+        (np.zeros(2), np.array([0.0, np.inf]), None, r"non-finite values in `y`.*row 1"),
+        (np.zeros(2), np.zeros(2), np.array([1.0, np.nan]), r"`sample_weight`.*row 1"),
+        (np.zeros(2), np.zeros(2), np.array([1.0, -1.0]), r"non-negative.*row 1"),
+        (np.zeros((3, 2)), np.zeros(4), None, r"`y` with 4 rows, but `x` has 3"),
+        (np.array(["a", "b"]), np.zeros(2), None, r"expected numeric values"),
+        (np.zeros((2, 2, 2)), np.zeros(2), None, r"x.shape=\(2, 2, 2\)"),
+    ],
+)
+def test_the_closed_form_references_check_through_inputs(x, y, w, message):
+    """`least_squares` used to skip the finiteness check; both now refuse alike."""
+    with pytest.raises(ValueError, match=message):
+        inputs.check_arrays(x, y, w)
+    with pytest.raises(ValueError, match=message):
+        keras_linreg.least_squares(x, y, sample_weight=w)
+    if "`y`" not in message:
+        with pytest.raises(ValueError, match=message):
+            keras_linreg.max_stable_learning_rate(x, sample_weight=w)
+
+
+# ------------------------------------------------------------- the training rows
+@pytest.mark.parametrize(
+    "n, split", [(10, 0.25), (10, 0.1), (7, 0.3), (100, 0.7), (3, 0.5), (1000, 0.123)]
+)
+def test_split_point_is_keras_cut(n, split):
+    train, validation = train_validation_split((np.arange(n),), split)
+    assert inputs.split_point(n, split) == len(train[0])
+    (ours_train, *_), (ours_validation, *_) = inputs.split_rows(
+        (np.arange(n), None, None), split
+    )
+    np.testing.assert_array_equal(ours_train, train[0])
+    np.testing.assert_array_equal(ours_validation, validation[0])
+    assert inputs.split_point(n, 0.0) == n
+
+
+@pytest.mark.parametrize("n, split", [(3, 0.9), (1, 0.5)])
+def test_split_rows_refuses_an_empty_part_like_keras(n, split):
+    with pytest.raises(ValueError, match="not sufficient to split") as keras_error:
+        train_validation_split((np.arange(n),), split)
+    with pytest.raises(ValueError, match="not sufficient to split") as ours:
+        inputs.split_rows((np.arange(n), None, None), split)
+    assert str(ours.value) == str(keras_error.value)
+
+
+def _fractional_split_data():
+    """10 rows, `validation_split=0.25`: floor(7.5) = 7 training rows, not 8.
+
+    Row 7, the first validation row, is an outlier: any use of it as a training row
+    shows (it would move the slope by about 1.5).
+    """
+    x = np.linspace(0.0, 3.0, 10)
+    y = 2.0 * x + 1.0
+    y[7] = 40.0
+    return x.astype("float32"), y.astype("float32")
+
+
+def test_fractional_split_the_fast_path_trains_on_exactly_the_first_seven_rows():
+    x, y = _fractional_split_data()
+    rate, epochs = 0.05, 20
+    model = keras_linreg.LinearRegression(learning_rate=rate)
+    model.compile()
+    history = model.fit(x, y, validation_split=0.25, batch_size=10, epochs=epochs,
+                        shuffle=False, verbose=0)
+
+    def hand_loop(rows):
+        slope = intercept = 0.0
+        xs, ys = x[:rows].astype("float64"), y[:rows].astype("float64")
+        losses = []
+        for _ in range(epochs):
+            residual = xs * slope + intercept - ys
+            losses.append(np.mean(residual**2))
+            slope -= rate * 2 * np.mean(residual * xs)
+            intercept -= rate * 2 * np.mean(residual)
+        return np.array(losses), slope, intercept
+
+    losses, slope, intercept = hand_loop(7)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+    got_slope, got_intercept = model.get_parameters()
+    np.testing.assert_allclose(got_slope, [slope], rtol=1e-4)
+    assert got_intercept == pytest.approx(intercept, rel=1e-4)
+    validation = x[7:].astype("float64") * slope + intercept - y[7:]
+    assert history.history["val_loss"][-1] == pytest.approx(np.mean(validation**2), rel=1e-4)
+    # Control: eight rows (`n - int(n * split)`) give a visibly different fit.
+    eight = hand_loop(8)
+    assert abs(eight[1] - slope) > 0.1
+
+
+def test_fractional_split_the_standardization_statistics_use_exactly_those_rows():
+    """One full-batch step from zero in standardized coordinates, by hand:
+
+    z = (x - mean) / std,  w = lr * 2 * mean(z * y),  b = lr * 2 * mean(y),
+    slope = w / std,  intercept = b - w * mean / std,
+
+    with the mean and population std of the training rows only.
+    """
+    x, y = _fractional_split_data()
+    rate = 0.1
+    model = keras_linreg.LinearRegression(learning_rate=rate, standardize=True)
+    model.compile()
+    model.fit(x, y, validation_split=0.25, batch_size=10, epochs=1, shuffle=False, verbose=0)
+
+    def one_step(rows):
+        xs, ys = x[:rows].astype("float64"), y[:rows].astype("float64")
+        mean, std = xs.mean(), xs.std()
+        w = rate * 2 * np.mean((xs - mean) / std * ys)
+        b = rate * 2 * np.mean(ys)
+        return w / std, b - w * mean / std
+
+    slope, intercept = one_step(7)
+    got_slope, got_intercept = model.get_parameters()
+    np.testing.assert_allclose(got_slope, [slope], rtol=1e-5)
+    assert got_intercept == pytest.approx(intercept, rel=1e-5)
+    wrong = one_step(8)  # control: the statistics of 8 rows give another step
+    assert abs(wrong[0] - slope) > 1e-3 and abs(wrong[1] - intercept) > 1e-3
+
+
+def test_fractional_split_the_divergence_message_uses_exactly_those_rows():
+    x, y = _fractional_split_data()
+    model = keras_linreg.LinearRegression(learning_rate=5.0)
+    model.compile()
+    with pytest.raises(keras_linreg.DivergenceError) as info:
+        model.fit(x, y, validation_split=0.25, batch_size=10, epochs=50, shuffle=False,
+                  verbose=0)
+    seven = keras_linreg.max_stable_learning_rate(x[:7])
+    assert info.value.max_stable_learning_rate == pytest.approx(seven, rel=1e-9)
+    assert abs(keras_linreg.max_stable_learning_rate(x[:8]) - seven) > 1e-3 * seven

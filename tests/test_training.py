@@ -1,12 +1,10 @@
 """The library behind `keras-linreg train`: fit, report, plot (in-process)."""
 
-import os
 
 import numpy as np
 import pytest
 
 import keras_linreg
-from keras_linreg.plotting import plot_fit
 from keras_linreg.training import fit_regression, format_report, summarize
 from keras_linreg_cli.csv_table import DataError, read_table
 
@@ -27,15 +25,6 @@ def test_fit_and_report_against_least_squares(rng):
     assert report.val_loss is not None and report.epochs == 200
     text = format_report(report)
     assert "slope[u]" in text and "slope[v]" in text and "val_loss" in text
-
-
-def test_plot_fit_writes_a_png_atomically(tmp_path, tutorial_data):
-    x, y = tutorial_data
-    for features in (x, np.c_[x, x**2]):
-        path = tmp_path / f"fit{features.ndim}.png"
-        plot_fit(str(path), features, y, y * 0.9, [3.0, 2.0, 1.0], [3.5, 2.5, 1.5])
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(os.listdir(tmp_path)) == ["fit1.png", "fit2.png"]  # no temporary files left
 
 
 def test_csv_table_reads_numbers_and_names_bad_cells(tmp_path):
