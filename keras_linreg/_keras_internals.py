@@ -13,7 +13,7 @@ B. The fast fit loop (`keras_linreg/fast_fit.py`) re-implements
    compile check, the symbolic build, `BackupAndRestore`'s resume epoch,
    `validation_freq`, the cached validation iterator, the detection of
    overridden callback hooks and the conversion of logs to Python floats.
-C. Data checks and TensorBoard logging (`validation.py`, `callbacks.py`):
+C. Data checks and TensorBoard logging (`inputs.py`, `callbacks.py`):
    two small reads (4. below).
 
 All of it was written against Keras 3.15 (hence `keras>=3.15,<3.16` in
@@ -67,7 +67,7 @@ and the epoch logs Keras reports come from the metrics' cross-replica values.
    and logs identical to the stock path's, and in step with Keras.
 
 4. Two smaller reads elsewhere: `is_fit_validation_pass` (used by
-   `validation.prepare_evaluate`) recognises the `_use_cached_eval_dataset`
+   `inputs.check_evaluate_arguments`) recognises the `_use_cached_eval_dataset`
    flag of `fit`'s own validation call, and `learning_rate_schedule` (used
    by `callbacks.ParameterLogger`) reads the schedule an optimizer keeps in
    `_learning_rate`.

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_linreg import inputs
+
+__all__ = ["hessian_eigenvalues", "least_squares", "max_stable_learning_rate"]
+
+# Rows per chunk of the Hessian's accumulation (bounds its float64 temporaries).
+_CHUNK_ROWS = 65536
+
 
 def least_squares(x, y, sample_weight=None) -> tuple[np.ndarray, float]:
     """The (weighted) least-squares optimum of `y ≈ x · slope + intercept`.
@@ -24,35 +31,18 @@ def least_squares(x, y, sample_weight=None) -> tuple[np.ndarray, float]:
         `(slope, intercept)`: a float64 array of shape `(n_features,)` and a
         float.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
-        raise ValueError(
-            "Received invalid shapes, expected x of shape (n,) or (n, n_features) "
-            f"and y of shape (n,) with n > 0. Received: x.shape={x.shape}, "
-            f"y.shape={y.shape}"
-        )
+    x, y, sample_weight = inputs.check_arrays(x, y, sample_weight)
+    x, y = x.astype(np.float64), y.astype(np.float64)
     design = np.hstack([x, np.ones((len(x), 1))])
     if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if w.shape != y.shape or np.any(w < 0):
-            raise ValueError(
-                "Received an invalid `sample_weight`, expected non-negative "
-                f"values of shape {y.shape}. Received: "
-                f"sample_weight.shape={w.shape}"
-            )
-        root = np.sqrt(w)
+        root = np.sqrt(sample_weight.astype(np.float64))
         design = design * root[:, None]
         y = y * root
     theta, *_ = np.linalg.lstsq(design, y, rcond=None)
     return theta[:-1], float(theta[-1])
 
 
-def max_stable_learning_rate(x, sample_weight=None) -> float:
+def max_stable_learning_rate(x, sample_weight=None, *, design=None) -> float:
     """The largest learning rate at which full-batch gradient descent converges.
 
     `LinearRegression` minimises, over `theta = (slope, intercept)`,
@@ -73,10 +63,9 @@ def max_stable_learning_rate(x, sample_weight=None) -> float:
 
     and diverges (the error along the top eigenvector grows by
     `|1 - lr * lambda_max| > 1` per step) above it. This function returns
-    `2 / lambda_max(H)`, computed in float64 from the eigenvalues of the
-    `(n_features + 1)`-square matrix `H` (`numpy.linalg.eigvalsh`). Half of it,
-    `1 / lambda_max`, is a safe choice. Mini-batch SGD sees one batch's Hessian
-    per step, so its stable rate is usually somewhat lower.
+    `2 / lambda_max(H)`, from `hessian_eigenvalues` (float64, in chunks of rows).
+    Half of it, `1 / lambda_max`, is a safe choice. Mini-batch SGD sees one batch's
+    Hessian per step, so its stable rate is usually somewhat lower.
 
     For the tutorial's data (`x = linspace(0, 10, 100)`) it is about 0.0292.
 
@@ -84,34 +73,47 @@ def max_stable_learning_rate(x, sample_weight=None) -> float:
         x: Array of shape `(n,)` (one feature) or `(n, n_features)`, the
             features the model is trained on.
         sample_weight: Optional non-negative array of shape `(n,)`.
+        design: Optional function of a chunk of rows of `x` returning the
+            prediction's Jacobian in the trainable weights, for a model that
+            transforms its features first (see `hessian_eigenvalues`).
 
     Returns:
         A float > 0 (`inf` when `H` is zero, e.g. all weights zero).
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(
-            "Received an invalid `x`, expected shape (n,) or (n, n_features) with "
-            f"n > 0. Received: x.shape={x.shape}"
-        )
-    if not np.all(np.isfinite(x)):
-        raise ValueError("Received an invalid `x`, expected finite values (no NaN or inf).")
-    n = len(x)
-    design = np.hstack([x, np.ones((n, 1))])
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(
-                "Received an invalid `sample_weight`, expected finite non-negative "
-                f"values of shape ({n},). Received: sample_weight.shape={w.shape}"
-            )
-        design_w = design * w[:, None]
-    else:
-        design_w = design
-    hessian = (2.0 / n) * (design.T @ design_w)
-    largest = float(np.linalg.eigvalsh(hessian)[-1])
+    largest = float(hessian_eigenvalues(x, sample_weight, design=design)[-1])
     if largest <= 0:
         return float("inf")
     return 2.0 / largest
+
+
+def hessian_eigenvalues(x, sample_weight=None, *, design=None) -> np.ndarray:
+    """Eigenvalues (ascending) of the loss's Hessian `H = (2 / n) Z^T W Z`, in float64.
+
+    `Z` is the Jacobian of the prediction in the trainable weights, `[x, 1]` for
+    `y = x · slope + intercept` (the prediction is affine in the weights, so `Z` and
+    `H` are constant). `Z^T W Z` is accumulated over chunks of rows, so a large
+    float32 `x` is never copied whole to float64.
+
+    Args:
+        x: Features, `(n,)` or `(n, n_features)`.
+        sample_weight: Optional non-negative array of shape `(n,)`.
+        design: Optional function mapping a chunk of rows of `x` (shape `(m, k)`)
+            to its rows of `Z` (shape `(m, p)`). Defaults to `[x, 1]`.
+
+    Returns:
+        A float64 array of the `p` eigenvalues, ascending.
+    """
+    x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
+    n = len(x)
+    gram = 0.0
+    for start in range(0, n, _CHUNK_ROWS):
+        rows = x[start : start + _CHUNK_ROWS]
+        if design is None:
+            z = np.hstack([rows.astype(np.float64), np.ones((len(rows), 1))])
+        else:
+            z = np.asarray(design(rows), dtype=np.float64)
+        weighted = z
+        if sample_weight is not None:
+            weighted = z * sample_weight[start : start + _CHUNK_ROWS, None].astype(np.float64)
+        gram = gram + z.T @ weighted
+    return np.linalg.eigvalsh((2.0 / n) * gram)

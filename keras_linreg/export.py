@@ -1,61 +1,34 @@
 """Exports for serving, atomic `.keras` saves, and one way to reload either.
 
-`export_saved_model` writes a TensorFlow SavedModel with Keras 3's
-`keras.export.ExportArchive` (what `model.export()` uses), with named
-signatures instead of the stock anonymous `args_0`/`output_0`:
-
-```
-serving_default:  x: float32 [None, n_features]  ->  {"y": float32 [None]}
-serve:            x: float32 [None, n_features]  ->  float32 [None]
-```
-
-where `y = model(x) = x · slope + intercept` (the model's own `call`, so
-whatever the model computes, e.g. standardized features mapped back to raw
-units, is what is served). `serving_default` is the signature TF Serving and
-`saved_model_cli` use; `serve` is what stock `model.export()` writes, kept so
-`tf.saved_model.load(path).serve(x)` and `keras.layers.TFSMLayer(path)` work
-as the Keras docs show.
-
-The feature names travel with the export as a variable collection
-(`ExportArchive.add_variable_collection`) named `feature_names`: a list of
-one non-trainable `tf.string` variable of shape `(n_features,)`, or `(0,)`
-when the model has none (a variable, because `tf.saved_model.save` drops
-plain tensor attributes). Read them with
-`tf.saved_model.load(path).feature_names[0].numpy()`, or with
-`load_predictor`. No signature uses it, so TF Serving and `TFSMLayer` ignore
-it.
-
-Writes are atomic. A SavedModel (a directory) or a `.keras` file (a zip) is
-written under a hidden temporary name beside the target, `.NAME.tmp-HEX`,
-flushed to disk, then renamed to the target, so a reader (TF Serving polling
-`models/linreg/`, a `load_model`) sees either the old complete model or the
-new complete one, never half of one. On any failure the temporary is
-removed and the target is untouched. An existing target is refused unless
-`overwrite=True`; then a `.keras` file is replaced in one `os.replace`, and a
-SavedModel directory is renamed aside (`.NAME.old-HEX`), the new one renamed
-into place, and the old one deleted only afterwards (restored if the second
-rename fails). Only local filesystem paths are supported. A process killed
-mid-write can leave a hidden `.NAME.tmp-HEX` behind (never the target); it is
-safe to delete, and TF Serving ignores it (not a numeric version).
+`export_saved_model` writes a SavedModel whose `serving_default` signature maps
+`x: float32 [None, n_features]` to `{"y": float32 [None]}` (plus the stock `serve`
+endpoint and the feature names as a variable collection); `save_model` writes a
+`.keras` file; both atomically (`_atomic.py`). `load_predictor` reads either back.
+Design notes: docs/design/export.md and docs/design/atomic-writes.md.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
-import shutil
 import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_linreg import _atomic
+
 SERVING_SIGNATURE = "serving_default"
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
 FEATURE_NAMES_ATTRIBUTE = "feature_names"
 _STOCK_ENDPOINT = "serve"
+# What `overwrite=True` may replace at an export's path.
+_SAVED_MODEL_TARGET = dict(
+    directory=True,
+    replaceable=lambda path: _is_saved_model_dir(path) or not os.listdir(path),
+    expected="a SavedModel directory (or an empty directory)",
+)
 
 
 # ---------------------------------------------------------------- exporting
@@ -67,10 +40,10 @@ def export_saved_model(model, path, overwrite=False, *, verbose=False):
     `y = model(x, training=False)`, i.e. `x · slope + intercept` for a
     `LinearRegression`. A `serve` endpoint returns the same tensor unnamed
     (the stock `model.export()` endpoint). `feature_names` travels as a
-    variable collection (see the module docstring).
+    variable collection (see docs/design/export.md).
 
     The export is written to a temporary directory beside `path` and renamed
-    into place, so `path` is never half-written (see the module docstring).
+    into place, so `path` is never half-written (see docs/design/atomic-writes.md).
 
     Args:
         model: A built `keras_linreg.LinearRegression` (fitted, called on
@@ -93,8 +66,7 @@ def export_saved_model(model, path, overwrite=False, *, verbose=False):
         FileExistsError: If `path` exists and `overwrite` is False.
     """
     n_features = _built_n_features(model)
-    target = _local_path(path, "path")
-    _check_target(target, overwrite, kind="savedmodel")
+    _atomic.check_target(_atomic.local_path(path), overwrite, **_SAVED_MODEL_TARGET)
 
     spec = tf.TensorSpec([None, n_features], tf.float32, name=INPUT_NAME)
 
@@ -121,7 +93,7 @@ def export_saved_model(model, path, overwrite=False, *, verbose=False):
         archive.add_variable_collection(FEATURE_NAMES_ATTRIBUTE, [names_variable])
         archive.write_out(tmp_dir, verbose=False)
 
-    _write_atomically(target, write, overwrite=overwrite, kind="savedmodel")
+    _atomic.write_atomically(path, write, overwrite=overwrite, **_SAVED_MODEL_TARGET)
     if verbose:
         print(
             f"Saved artifact at '{os.fspath(path)}'. Signature '{SERVING_SIGNATURE}': "
@@ -155,18 +127,18 @@ def save_model(model, path, overwrite=False, **kwargs):
             directory.
         FileExistsError: If `path` exists and `overwrite` is False.
     """
-    target = _local_path(path, "path")
+    target = _atomic.local_path(path)
     if not target.endswith(".keras"):
         raise ValueError(
             "Received an invalid value for `path`, expected a path ending in "
             f"`.keras`. Received: path={os.fspath(path)!r}"
         )
-    _check_target(target, overwrite, kind="file")
+    _atomic.check_target(target, overwrite)
 
     def write(tmp_file):
         keras.saving.save_model(model, tmp_file, overwrite=True, **kwargs)
 
-    _write_atomically(target, write, overwrite=overwrite, kind="file")
+    _atomic.write_atomically(target, write, overwrite=overwrite, suffix=".keras")
 
 
 def _saves_atomically(filepath, zipped=None):
@@ -308,198 +280,3 @@ def _is_saved_model_dir(path):
         os.path.isfile(os.path.join(path, name))
         for name in ("saved_model.pb", "saved_model.pbtxt")
     )
-
-
-# ----------------------------------------------------------- atomic writing
-def _local_path(path, argument):
-    if not isinstance(path, (str, os.PathLike)) or "://" in os.fspath(path):
-        raise ValueError(
-            f"Received an invalid value for `{argument}`, expected a local filesystem "
-            f"path (atomic writes rename within one directory). Received: {argument}={path!r}"
-        )
-    local = os.path.abspath(os.fspath(path))
-    if os.path.basename(local) in ("", ".", ".."):
-        raise ValueError(
-            f"Received an invalid value for `{argument}`, expected a path naming a new "
-            f"file or directory. Received: {argument}={path!r}"
-        )
-    return local
-
-
-def _check_target(target, overwrite, kind):
-    """Refuses `target` before anything is written, unless it may be replaced."""
-    if not os.path.lexists(target):
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"Refusing to overwrite the existing {target!r}: pass overwrite=True to "
-            "replace it, or choose a new path (e.g. the next version directory)."
-        )
-    if kind == "savedmodel":
-        replaceable = os.path.isdir(target) and not os.path.islink(target) and (
-            _is_saved_model_dir(target) or not os.listdir(target)
-        )
-        expected = "a SavedModel directory (or an empty directory)"
-    else:
-        replaceable = not os.path.isdir(target)
-        expected = "a file"
-    if not replaceable:
-        raise ValueError(
-            f"Refusing to replace {target!r} with overwrite=True: expected {expected} "
-            "there, so deleting it could lose data. Remove it yourself or choose "
-            "another path."
-        )
-
-
-def _write_atomically(target, write, *, overwrite, kind):
-    """Calls `write(tmp)` for a temporary beside `target`, then renames it."""
-    parent, base = os.path.split(target)
-    created = _make_parents(parent)
-    tmp = None
-    try:
-        tmp = _reserve(parent, base, kind)
-        write(tmp)
-        _fsync_tree(tmp)
-        _check_target(target, overwrite, kind)  # again: something may have appeared
-        if kind == "file":
-            _commit_file(tmp, target, overwrite)
-        else:
-            _commit_dir(tmp, target)
-        tmp = None
-        _fsync_dir(parent)
-    except BaseException:
-        if tmp is not None:
-            _remove(tmp)
-        for directory in reversed(created):
-            try:
-                os.rmdir(directory)
-            except OSError:
-                break
-        raise
-
-
-def _make_parents(parent):
-    """Creates missing ancestors of `parent`; returns them, outermost first."""
-    missing = []
-    directory = parent
-    while not os.path.isdir(directory):
-        missing.append(directory)
-        directory = os.path.dirname(directory)
-    missing.reverse()
-    created = []
-    try:
-        for directory in missing:
-            os.mkdir(directory)
-            created.append(directory)
-    except BaseException:
-        for directory in reversed(created):
-            os.rmdir(directory)
-        raise
-    return created
-
-
-def _reserve(parent, base, kind):
-    """A fresh hidden temporary beside the target: a created directory for a
-    SavedModel, an unused `.keras` name for a file.
-
-    Files are left for Keras to create, so both get the default permissions
-    (umask), as if written directly at the target.
-    """
-    if kind == "savedmodel":
-        return _make_fresh_dir(parent, base, "tmp")
-    while True:
-        tmp = os.path.join(parent, f".{base}.tmp-{secrets.token_hex(6)}.keras")
-        if not os.path.lexists(tmp):
-            return tmp
-
-
-def _make_fresh_dir(parent, base, tag):
-    while True:
-        path = os.path.join(parent, f".{base}.{tag}-{secrets.token_hex(6)}")
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _commit_file(tmp, target, overwrite):
-    if overwrite:
-        os.replace(tmp, target)  # atomic: readers see the old file or the new one
-        return
-    try:
-        os.link(tmp, target)  # atomic and never clobbers: fails if target exists
-    except FileExistsError:
-        raise
-    except OSError:  # no hard links on this filesystem
-        os.rename(tmp, target)
-        return
-    os.unlink(tmp)
-
-
-def _commit_dir(tmp, target):
-    if not os.path.lexists(target):
-        try:
-            os.rename(tmp, target)
-        except OSError as error:  # another writer got there first
-            if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
-                raise FileExistsError(
-                    f"Refusing to overwrite {target!r}, which appeared while exporting."
-                ) from error
-            raise
-        return
-    # Move the old one aside (into a fresh hidden directory, so the name is
-    # free), put the new one in place, and only then delete the old one.
-    parent, base = os.path.split(target)
-    aside_root = _make_fresh_dir(parent, base, "old")
-    aside = os.path.join(aside_root, base)
-    try:
-        os.rename(target, aside)
-    except BaseException:
-        os.rmdir(aside_root)
-        raise
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(aside, target)
-        os.rmdir(aside_root)
-        raise
-    shutil.rmtree(aside_root, ignore_errors=True)
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
-def _fsync_tree(path):
-    """Flushes `path` (a file, or a directory and everything in it) to disk."""
-    if not os.path.isdir(path):
-        _fsync(path, os.O_RDONLY)
-        return
-    for root, _, files in os.walk(path):
-        for name in files:
-            _fsync(os.path.join(root, name), os.O_RDONLY)
-        _fsync_dir(root)
-
-
-def _fsync_dir(path):
-    _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-
-
-def _fsync(path, flags):
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # e.g. directories cannot be opened on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # e.g. some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)

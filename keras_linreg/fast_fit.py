@@ -1,53 +1,15 @@
-"""`LinearRegression.fit` for in-memory data: tensors placed once, batches sliced in-graph.
+"""`LinearRegression.fit` for in-memory arrays: tensors placed once, epochs run in-graph.
 
-Why: Keras 3 feeds NumPy arrays through a `tf.data` pipeline that it rebuilds every epoch
-(index permutation, then a gather per batch on the host side of `tf.data`), and it spends
-tens of milliseconds per epoch on iterator creation and host round trips. For a model this
-small that is nearly all of the time: the arithmetic of one epoch is one read of the data.
-
-What this module does instead, for `x`, `y` (and `sample_weight`, validation arrays) given as
-NumPy arrays, pandas objects or eager tensors, on the default (no `tf.distribute`) strategy:
-
-1. Converts them **once** per `fit` into tensors (floats cast to `keras.config.floatx()`, as
-   Keras' array adapter does). The copy is the only data-sized allocation `fit` makes.
-2. Runs a whole epoch (or `model.steps_per_execution` steps when a callback has batch
-   hooks) in **one `tf.function` call**: a `tf.while_loop` over batch indices that slices
-   `batch = data[i * batch_size:(i + 1) * batch_size]` and calls the model's own
-   `train_step` on it. So `train_step` overrides apply unchanged, losses are the stock
-   path's on the same row order, and per-epoch host work is one call and one read of
-   the logs. This is Keras' `steps_per_execution` idea with the data already in the graph.
-3. `shuffle=True` permutes the **rows** every epoch with a permutation that is a pure
-   function of `(seed, epoch)`: `seed` is drawn once per `fit` from Keras' global seed
-   generator (so `keras.utils.set_random_seed` makes runs reproducible), `epoch` is the
-   absolute epoch index (so a run resumed by `BackupAndRestore` at epoch `e` sees the order
-   the interrupted run would have seen). The permutation is a 4-round Feistel network on
-   `[0, a)²`, `a = ceil(sqrt(n))`, whose round functions are random tables drawn with
-   `tf.random.stateless_uniform` from `(seed, epoch)` (Luby-Rackoff: a pseudo-random
-   permutation), restricted to `[0, n)` by cycle walking. It is evaluated lazily for the
-   rows of each batch (an XLA-compiled function), so it needs no `n`-sized index array
-   and each batch costs O(batch_size) integer ops besides the gather. With a single batch
-   per epoch the order cannot change the step (a sum over all rows), so no permutation is
-   drawn.
-
-Everything else goes to `keras.Model.fit` unchanged: `tf.data` datasets, generators,
-`PyDataset`s, dicts or lists of arrays, `shuffle="batch"`, `run_eagerly=True`, a
-`tf.distribute` strategy, and Keras' debugging caps (`keras.config.max_epochs()`).
-
-Semantics kept from `keras.Model.fit`: the default `batch_size` of 32, the last short batch,
-`validation_split` (the last fraction of the rows, before shuffling), `validation_data`,
-`validation_freq`, `validation_batch_size`, `initial_epoch` (and `BackupAndRestore`'s),
-`steps_per_epoch` (consecutive epochs continue through the data, an epoch that reaches the
-end of the data stops there with Keras' "ran out of data" warning), callbacks
-(`on_epoch_*` every epoch; `on_train_batch_*` every `steps_per_execution` steps when a
-callback defines them, else once per epoch), `model.stop_training`, and the returned
-`History`. `class_weight` is refused on every path: it maps labels to classes, and a
-regression target has none.
+Keras 3 feeds NumPy arrays through a `tf.data` pipeline rebuilt every epoch, which for a
+model this small is nearly all of the time. Here the arrays become tensors once per `fit`
+and each epoch is one `tf.function` call slicing (or, shuffled, gathering by a seeded
+Feistel permutation) the batches for the model's own `train_step`, with `keras.Model.fit`'s
+semantics. Design notes: docs/design/fast-fit.md.
 """
 
 from __future__ import annotations
 
 import math
-import types
 import warnings
 
 import keras
@@ -56,7 +18,9 @@ import tensorflow as tf
 
 # Keras' own (private) helpers for what `keras.Model.fit` does around its loop are
 # reached only through `_keras_internals`, which documents and tests each one.
-from keras_linreg import _keras_internals
+from keras_linreg import _keras_internals, inputs
+
+__all__ = ["FunctionCache", "applies", "epoch_permutation", "fit", "permuted_rows"]
 
 _FEISTEL_ROUNDS = 4
 _TRAIN_BATCH_HOOKS = (
@@ -66,77 +30,23 @@ _TRAIN_BATCH_HOOKS = (
     "on_train_batch_end",
 )
 _TEST_BATCH_HOOKS = ("on_test_batch_begin", "on_test_batch_end")
-_CACHE_ATTRIBUTE = "_keras_linreg_fast_fit_functions"
-_DEFAULT = object()  # `shuffle` not given
 
 
-def fit(
-    model,
-    keras_fit,
-    x=None,
-    y=None,
-    batch_size=None,
-    epochs=1,
-    verbose="auto",
-    callbacks=None,
-    validation_split=0.0,
-    validation_data=None,
-    shuffle=_DEFAULT,
-    class_weight=None,
-    sample_weight=None,
-    initial_epoch=0,
-    steps_per_epoch=None,
-    validation_steps=None,
-    validation_batch_size=None,
-    validation_freq=1,
-):
-    """`keras.Model.fit` with the fast path for in-memory arrays (see the module docstring).
+def applies(model, x, y, fit_arguments) -> bool:
+    """Whether `fit(x, y, **fit_arguments)` takes the fast path (else Keras' `fit`).
 
-    `shuffle` defaults to True as in Keras, except for inputs that order themselves
-    (`tf.data` datasets, generators, PyDatasets of unknown length, torch DataLoaders,
-    grain datasets): Keras ignores `shuffle` for those and warns when it is True, so a
-    default the user never wrote is not passed on as True.
-
-    Args:
-        model: The `LinearRegression` being fitted.
-        keras_fit: `keras.Model.fit` bound to `model` (`super().fit`), for every input the
-            fast path does not take.
-        x, y, ...: As in `keras.Model.fit`.
-
-    Returns:
-        The `History` callback, as `keras.Model.fit` does.
+    It does for `x`, `y` (and `sample_weight`) in memory as numeric arrays of one
+    length, `shuffle` True or False, on the default strategy, without `run_eagerly`,
+    Keras' debugging caps (`keras.config.max_epochs()`) or an invalid `batch_size` /
+    `steps_per_epoch` (for which Keras raises its own error).
     """
-    if class_weight is not None:
-        raise ValueError(
-            "Received an invalid value for `class_weight`: LinearRegression is a "
-            "regression model, its targets are real numbers and have no classes to "
-            "weight. Weight rows with `sample_weight=` instead. "
-            f"Received: class_weight={class_weight!r}"
-        )
-    if shuffle is _DEFAULT:
-        shuffle = not _orders_itself(x)
-    arguments = dict(
-        x=x,
-        y=y,
-        batch_size=batch_size,
-        epochs=epochs,
-        verbose=verbose,
-        callbacks=callbacks,
-        validation_split=validation_split,
-        validation_data=validation_data,
-        shuffle=shuffle,
-        sample_weight=sample_weight,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        validation_batch_size=validation_batch_size,
-        validation_freq=validation_freq,
-    )
-    train = _in_memory((x, y, sample_weight))
-    if (
+    batch_size = fit_arguments.get("batch_size")
+    steps_per_epoch = fit_arguments.get("steps_per_epoch")
+    train = _in_memory((x, y, fit_arguments.get("sample_weight")))
+    return not (
         train is None
         or train[1] is None
-        or shuffle not in (True, False)
+        or fit_arguments.get("shuffle", True) not in (True, False)
         or model.run_eagerly
         or tf.distribute.has_strategy()
         or _keras_internals.has_own_strategy(model)
@@ -145,41 +55,76 @@ def fit(
         or (batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1))
         or (steps_per_epoch is not None and (not isinstance(steps_per_epoch, int)
                                              or steps_per_epoch < 1))
-    ):
-        return keras_fit(**arguments)
-    return _FastFit(model, train, arguments).run()
+    )
+
+
+def fit(
+    model,
+    x,
+    y,
+    batch_size=None,
+    epochs=1,
+    verbose="auto",
+    callbacks=None,
+    validation_split=0.0,
+    validation_data=None,
+    shuffle=True,
+    sample_weight=None,
+    initial_epoch=0,
+    steps_per_epoch=None,
+    validation_steps=None,
+    validation_batch_size=None,
+    validation_freq=1,
+):
+    """`keras.Model.fit` on in-memory arrays, for inputs `applies` accepts.
+
+    Args:
+        model: The `LinearRegression` being fitted.
+        x, y, ...: As in `keras.Model.fit` (checked by `inputs.check_fit_arguments`).
+
+    Returns:
+        The `History` callback, as `keras.Model.fit` does.
+    """
+    arguments = dict(
+        batch_size=batch_size,
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=callbacks,
+        validation_split=validation_split,
+        validation_data=validation_data,
+        shuffle=shuffle,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
+        validation_batch_size=validation_batch_size,
+        validation_freq=validation_freq,
+    )
+    return _FastFit(model, _in_memory((x, y, sample_weight)), arguments).run()
+
+
+class FunctionCache:
+    """One model's traced fast-path functions, valid until the model is compiled again.
+
+    `compile()` resets `model.train_function`; the functions traced before it go too.
+    """
+
+    def __init__(self):
+        self._train_function = None
+        self._functions = {}
+
+    def functions(self, model):
+        if model.train_function is None or model.train_function is not self._train_function:
+            model.make_train_function()
+            model.make_test_function()
+            self._train_function = model.train_function
+            self._functions = {}
+        return self._functions
 
 
 # ------------------------------------------------------------------------ inputs
-def _orders_itself(x):
-    """Inputs for which Keras ignores `shuffle` (and warns if it is True)."""
-    if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset, types.GeneratorType)):
-        return True
-    if isinstance(x, keras.utils.PyDataset):
-        return getattr(x, "num_batches", None) is None
-    return type(x).__module__.startswith(("torch.utils.data", "grain"))
-
-
-def _as_array(value):
-    """An array-like we slice ourselves, None for None, or `NotImplemented`."""
-    if value is None:
-        return None
-    if type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "to_numpy"):
-        value = value.to_numpy()
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            return NotImplemented
-        return value
-    if isinstance(value, tf.Tensor) and not isinstance(value, tf.SparseTensor):
-        if not hasattr(value, "numpy") or not (value.dtype.is_floating or value.dtype.is_integer):
-            return NotImplemented  # symbolic, or not numeric
-        return value
-    return NotImplemented
-
-
 def _in_memory(arrays):
     """`(x, y, sample_weight)` as arrays of one length, or None (not ours to take)."""
-    converted = tuple(_as_array(a) for a in arrays)
+    converted = tuple(inputs.sliceable(a) for a in arrays)
     if any(a is NotImplemented for a in converted) or converted[0] is None:
         return None
     lengths = {int(a.shape[0]) for a in converted if a is not None and len(a.shape) > 0}
@@ -215,22 +160,6 @@ def _to_tensor(array):
     if array.dtype.is_floating and array.dtype != floatx:
         return tf.cast(array, floatx)
     return array
-
-
-def _split_for_validation(arrays, validation_split):
-    """Keras' `validation_split`: the last fraction of the rows, taken before shuffling."""
-    n = int(arrays[0].shape[0])
-    split_at = int(math.floor(n * (1.0 - validation_split)))
-    if split_at == 0 or split_at == n:
-        raise ValueError(
-            f"Training data contains {n} samples, which is not sufficient to split it "
-            "into a validation and training set as specified by "
-            f"`validation_split={validation_split}`. Either provide more data, or a "
-            "different value for the `validation_split` argument."
-        )
-    train = tuple(None if a is None else a[:split_at] for a in arrays)
-    val = tuple(None if a is None else a[split_at:] for a in arrays)
-    return train, val
 
 
 def _has_hooks(callbacks, hooks):
@@ -314,7 +243,7 @@ class _FastFit:
         validation_data = arguments["validation_data"]
         validation_split = arguments["validation_split"]
         if validation_split and validation_data is None:
-            train, validation_data = _split_for_validation(train, validation_split)
+            train, validation_data = inputs.split_rows(train, validation_split)
         self.val_arrays = None
         if validation_data is not None:
             val = keras.utils.unpack_x_y_sample_weight(validation_data)
@@ -339,14 +268,7 @@ class _FastFit:
 
     # -- compiled functions, cached on the model until it is compiled again
     def _functions(self):
-        model = self.model
-        if model.train_function is None or getattr(model, _CACHE_ATTRIBUTE, None) is None:
-            # `compile()` resets `train_function`: drop the functions traced before it.
-            model.make_train_function()
-            model.make_test_function()
-            # Not a tracked Keras attribute (nothing to save or track).
-            object.__setattr__(model, _CACHE_ATTRIBUTE, {})
-        return getattr(model, _CACHE_ATTRIBUTE)
+        return self.model._fast_fit_functions.functions(self.model)
 
     def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset):
         """Runs `count` steps from batch `first`; `reset`: reset the metrics first.

@@ -6,10 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_linreg import _keras_internals, fast_fit, standardization
-from keras_linreg import divergence as _divergence
+from keras_linreg import _keras_internals, divergence, fast_fit, inputs, standardization
 from keras_linreg import regularization as _regularization
-from keras_linreg import validation as _validation
 from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
 
 # A standardizing model's own variables in files written before the
@@ -161,6 +159,13 @@ class LinearRegression(keras.Model):
             self.penalty_tracker = keras.metrics.Mean(name="penalty")
         # The `Standardization` layer of a standardize=True model, from build.
         self.standardization = None
+        # Training state Keras must neither track nor save (the divergence guard's
+        # variables, the fast path's traced functions) lives in plain Python objects:
+        # Keras' attribute tracker and TensorFlow's AutoTrackable only follow
+        # variables, layers, metrics and containers, so these never reach
+        # `model.weights`, `.keras` files, checkpoints or exports.
+        self._divergence_guard = divergence.DivergenceGuard()
+        self._fast_fit_functions = fast_fit.FunctionCache()
         if n_features is not None:
             self.build((None, n_features))
 
@@ -357,7 +362,9 @@ class LinearRegression(keras.Model):
                 new_values[0], learning_rate * tf.cast(l1, self.dtype)
             )
         loss = sse / n if penalty is None else sse / n + penalty
-        _divergence.apply_update(self, variables, new_values, loss=loss)
+        self._divergence_guard.update(
+            variables, new_values, loss=loss, iterations=self.optimizer.iterations
+        )
 
         return self._update_metrics(y, y_pred, sample_weight, local_sse, local_n, penalty)
 
@@ -395,31 +402,36 @@ class LinearRegression(keras.Model):
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, with the arguments and behaviour of Keras, plus:
 
-        1. bad in-memory data raises `ValueError` before any update
-           (validation.py), and a divergence monitor joins the callbacks;
-        2. a `standardize=True` model not yet adapted gets its feature
-           statistics from in-memory `x` (standardization.py), after the
-           checks so NaN never reaches them;
-        3. in-memory arrays take the fast path (fast_fit.py: tensors placed
-           once, one graph call per epoch); other inputs go to Keras' `fit`;
+        1. bad in-memory data raises `ValueError` before any update (inputs.py);
+        2. a `standardize=True` model not yet adapted gets its feature statistics
+           from the training rows of in-memory `x` (standardization.py);
+        3. in-memory arrays take the fast path (fast_fit.py: tensors placed once,
+           one graph call per epoch); other inputs go to Keras' `fit`;
         4. a diverging run stops with the last good weights and raises
            `keras_linreg.DivergenceError` (divergence.py).
         """
-        x, y, kwargs = _divergence.prepare_fit(self, x, y, args, kwargs)
+        x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
+        inputs.build_from_data(self, x)
         standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
-        history = fast_fit.fit(self, super().fit, x, y, **kwargs)
-        return _divergence.check_history(self, history)
+        monitor = divergence.DivergenceMonitor(x, kwargs)
+        kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
+        if fast_fit.applies(self, x, y, kwargs):
+            history = fast_fit.fit(self, x, y, **kwargs)
+        else:
+            history = super().fit(x, y, **kwargs)
+        monitor.raise_if_diverged(history)
+        return history
 
     def train_on_batch(self, *args, **kwargs):
-        _divergence.rearm(self)  # a non-finite batch is skipped, not latched
+        self._divergence_guard.rearm()  # a non-finite batch is skipped, not latched
         return super().train_on_batch(*args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        x, y, kwargs = _validation.prepare_evaluate(self, x, y, args, kwargs)
+        x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
         return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        x, kwargs = _validation.prepare_predict(self, x, args, kwargs)
+        x, kwargs = inputs.check_predict_arguments(self, x, args, kwargs)
         return super().predict(x, **kwargs)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):

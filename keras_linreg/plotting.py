@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
+
+from keras_linreg import _atomic
 
 
 def draw_fit(axes, x: np.ndarray, y: np.ndarray, y_pred: np.ndarray) -> None:
@@ -48,7 +48,7 @@ def plot_fit(
     val_losses: Sequence[float] | None = None,
     title: str = "",
 ) -> None:
-    """Writes a two-panel PNG to `path`, atomically (a temporary file, then a rename).
+    """Writes a two-panel PNG to `path`, atomically (`_atomic.write_atomically`).
 
     Left: the fit (`draw_fit`). Right: the loss per epoch (log scale), and the
     validation loss when given.
@@ -72,13 +72,8 @@ def plot_fit(
     right.legend()
     right.set_title("loss")
     figure.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=100)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    # Missing parents are created; an existing file is replaced.
+    _atomic.write_atomically(
+        path, lambda temporary: figure.savefig(temporary, format="png", dpi=100),
+        overwrite=True, suffix=".png",
+    )

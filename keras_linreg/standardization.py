@@ -10,8 +10,6 @@ model learns on its output and reports parameters in raw units. Design notes:
 
 from __future__ import annotations
 
-import collections.abc
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -237,7 +235,7 @@ def feature_statistics(data, steps=None):
             f"or None. Received: steps={steps!r}"
         )
     moments = _Moments()
-    if _is_in_memory(data):
+    if inputs.is_in_memory(data):
         features = _as_matrix(data)
         for start in range(0, len(features), _CHUNK_ROWS):
             moments.update(features[start : start + _CHUNK_ROWS])
@@ -275,7 +273,7 @@ def adapt_before_fit(model, x, validation_split=0.0):
     """
     if not model.standardize or (model.built and model.standardization.is_adapted):
         return
-    if not _is_in_memory(x):
+    if not inputs.is_in_memory(x):
         raise ValueError(
             "This LinearRegression has standardize=True but its feature "
             "statistics are not set, and `fit` received "
@@ -330,13 +328,6 @@ class _Moments:
         return mean, std
 
 
-def _is_in_memory(data):
-    """Arrays, tensors, pandas objects and lists (not datasets, generators)."""
-    if isinstance(data, tf.data.Dataset | keras.utils.PyDataset):
-        return False
-    if tf.is_tensor(data) or hasattr(data, "__array__"):
-        return True
-    return isinstance(data, list | tuple) and not isinstance(data, collections.abc.Iterator)
 
 
 def _as_matrix(x, batched=False):

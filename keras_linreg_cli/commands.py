@@ -143,15 +143,13 @@ def predict(args) -> int:
         )
     predictions = np.asarray(predict_fn(table.numbers(list(names)).astype(np.float32)))
     if args.output:
-        directory = os.path.dirname(os.path.abspath(args.output))
-        temporary = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(args.output)}")
-        try:
+        from keras_linreg._atomic import write_atomically
+
+        def write(temporary):
             with open(temporary, "w", newline="", encoding="utf-8") as stream:
                 write_with_column(stream, table, "prediction", predictions)
-            os.replace(temporary, args.output)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+
+        write_atomically(args.output, write, overwrite=True, argument="--output")
     else:
         write_with_column(sys.stdout, table, "prediction", predictions)
     return 0

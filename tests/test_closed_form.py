@@ -1,9 +1,37 @@
-"""least_squares against hand-worked cases and an independent closed form."""
+"""`keras_linreg.closed_form`: least squares and the Hessian's stable learning rate.
+
+`least_squares` against hand-worked cases and an independent closed form;
+`max_stable_learning_rate` / `hessian_eigenvalues` against the numeric experiment they
+predict (float64 gradient descent just below and just above the limit) and against a
+direct, unchunked eigendecomposition.
+"""
 
 import numpy as np
 import pytest
 
 import keras_linreg
+from keras_linreg import closed_form
+
+
+def _design(x):
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    return np.hstack([x, np.ones((len(x), 1))])
+
+
+def _numpy_gd(x, y, learning_rate, steps, sample_weight=None):
+    """Full-batch gradient descent in float64; returns thetas[0..steps] and losses."""
+    design = _design(x)
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    theta = np.zeros(design.shape[1])
+    thetas, losses = [theta.copy()], []
+    for _ in range(steps):
+        residual = design @ theta - y
+        losses.append(np.sum(w * residual**2) / len(y))
+        theta = theta - learning_rate * (2.0 / len(y)) * design.T @ (w * residual)
+        thetas.append(theta.copy())
+    return thetas, losses
 
 
 def test_exact_line_worked_out_by_hand():
@@ -63,3 +91,69 @@ def test_degenerate_constant_feature_gives_minimum_norm_solution():
 def test_invalid_inputs(x, y, w):
     with pytest.raises(ValueError, match="Received"):
         keras_linreg.least_squares(x, y, sample_weight=w)
+
+
+# ------------------------------------------------------- max_stable_learning_rate
+def test_max_stable_learning_rate_on_the_tutorial_data(tutorial_data):
+    x, y = tutorial_data
+    rate = keras_linreg.max_stable_learning_rate(x)
+    assert rate == pytest.approx(0.0292, abs=5e-5)
+    optimum = np.append(*keras_linreg.least_squares(x, y))
+    # The numeric experiment the formula predicts: just below, GD converges;
+    # just above, it runs away.
+    below, _ = _numpy_gd(x, y, 0.98 * rate, 3000)
+    above, _ = _numpy_gd(x, y, 1.02 * rate, 3000)
+    assert np.linalg.norm(below[-1] - optimum) < 1e-3 * np.linalg.norm(optimum)
+    assert np.linalg.norm(above[-1] - optimum) > 1e3 * np.linalg.norm(optimum)
+
+
+def test_max_stable_learning_rate_with_weights_and_features(rng):
+    x = rng.normal(size=(50, 3)) * np.array([1.0, 5.0, 0.2]) + 2.0
+    y = x @ np.array([1.0, -1.0, 3.0]) + rng.normal(size=50)
+    weights = rng.uniform(0.0, 3.0, size=50)
+    rate = keras_linreg.max_stable_learning_rate(x, sample_weight=weights)
+    optimum = np.append(*keras_linreg.least_squares(x, y, sample_weight=weights))
+    below, _ = _numpy_gd(x, y, 0.97 * rate, 20000, weights)
+    above, _ = _numpy_gd(x, y, 1.03 * rate, 2000, weights)
+    assert np.linalg.norm(below[-1] - below[0]) > 0
+    # Converging (slowly along the flat directions) below, exploding above.
+    assert np.linalg.norm(below[-1] - optimum) < 0.5 * np.linalg.norm(below[0] - optimum)
+    assert np.linalg.norm(above[-1] - optimum) > 1e6 * np.linalg.norm(optimum)
+    # Unit weights and no weights agree.
+    assert keras_linreg.max_stable_learning_rate(x, np.ones(50)) == pytest.approx(
+        keras_linreg.max_stable_learning_rate(x), rel=1e-12
+    )
+
+
+def test_max_stable_learning_rate_refuses_bad_input():
+    with pytest.raises(ValueError, match="x.shape=\\(0, 1\\)"):
+        keras_linreg.max_stable_learning_rate(np.zeros((0, 1)))
+    with pytest.raises(ValueError, match="finite"):
+        keras_linreg.max_stable_learning_rate(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="non-negative"):
+        keras_linreg.max_stable_learning_rate(np.ones(3), sample_weight=[1, -1, 1])
+
+
+def test_hessian_eigenvalues_in_chunks_equal_one_direct_decomposition(rng, monkeypatch):
+    x = (rng.normal(size=(1003, 3)) * [1.0, 10.0, 0.1] + 5.0).astype("float32")
+    w = rng.uniform(0.0, 2.0, size=1003)
+    design = _design(x)
+    direct = np.linalg.eigvalsh((2.0 / 1003) * design.T @ (w[:, None] * design))
+    monkeypatch.setattr(closed_form, "_CHUNK_ROWS", 100)  # 11 chunks, the last one short
+    np.testing.assert_allclose(closed_form.hessian_eigenvalues(x, w), direct, rtol=1e-10)
+    assert keras_linreg.max_stable_learning_rate(x, w) == pytest.approx(
+        2.0 / direct[-1], rel=1e-10
+    )
+
+
+def test_hessian_eigenvalues_of_another_design(rng):
+    """`design` maps rows to the prediction's Jacobian, e.g. standardized features."""
+    x = rng.normal(3.0, 2.0, size=(50, 2))
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    eigenvalues = closed_form.hessian_eigenvalues(
+        x, design=lambda rows: _design((rows - mean) / std)
+    )
+    np.testing.assert_allclose(
+        eigenvalues, closed_form.hessian_eigenvalues((x - mean) / std), rtol=1e-12
+    )
+    assert keras_linreg.max_stable_learning_rate(np.zeros(4), np.zeros(4)) == float("inf")

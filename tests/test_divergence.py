@@ -70,47 +70,6 @@ def _tape_steps(x, y, learning_rate, batch_size, max_steps):
     return weights, losses
 
 
-# ------------------------------------------------------- max_stable_learning_rate
-def test_max_stable_learning_rate_on_the_tutorial_data(tutorial_data):
-    x, y = tutorial_data
-    rate = keras_linreg.max_stable_learning_rate(x)
-    assert rate == pytest.approx(0.0292, abs=5e-5)
-    optimum = np.append(*keras_linreg.least_squares(x, y))
-    # The numeric experiment the formula predicts: just below, GD converges;
-    # just above, it runs away.
-    below, _ = _numpy_gd(x, y, 0.98 * rate, 3000)
-    above, _ = _numpy_gd(x, y, 1.02 * rate, 3000)
-    assert np.linalg.norm(below[-1] - optimum) < 1e-3 * np.linalg.norm(optimum)
-    assert np.linalg.norm(above[-1] - optimum) > 1e3 * np.linalg.norm(optimum)
-
-
-def test_max_stable_learning_rate_with_weights_and_features(rng):
-    x = rng.normal(size=(50, 3)) * np.array([1.0, 5.0, 0.2]) + 2.0
-    y = x @ np.array([1.0, -1.0, 3.0]) + rng.normal(size=50)
-    weights = rng.uniform(0.0, 3.0, size=50)
-    rate = keras_linreg.max_stable_learning_rate(x, sample_weight=weights)
-    optimum = np.append(*keras_linreg.least_squares(x, y, sample_weight=weights))
-    below, _ = _numpy_gd(x, y, 0.97 * rate, 20000, weights)
-    above, _ = _numpy_gd(x, y, 1.03 * rate, 2000, weights)
-    assert np.linalg.norm(below[-1] - below[0]) > 0
-    # Converging (slowly along the flat directions) below, exploding above.
-    assert np.linalg.norm(below[-1] - optimum) < 0.5 * np.linalg.norm(below[0] - optimum)
-    assert np.linalg.norm(above[-1] - optimum) > 1e6 * np.linalg.norm(optimum)
-    # Unit weights and no weights agree.
-    assert keras_linreg.max_stable_learning_rate(x, np.ones(50)) == pytest.approx(
-        keras_linreg.max_stable_learning_rate(x), rel=1e-12
-    )
-
-
-def test_max_stable_learning_rate_refuses_bad_input():
-    with pytest.raises(ValueError, match="x.shape=\\(0, 1\\)"):
-        keras_linreg.max_stable_learning_rate(np.zeros((0, 1)))
-    with pytest.raises(ValueError, match="finite"):
-        keras_linreg.max_stable_learning_rate(np.array([1.0, np.nan]))
-    with pytest.raises(ValueError, match="non-negative"):
-        keras_linreg.max_stable_learning_rate(np.ones(3), sample_weight=[1, -1, 1])
-
-
 # ----------------------------------------------------------- stable training
 def test_the_guard_leaves_stable_training_exact(tutorial_data):
     x, y = tutorial_data
@@ -125,6 +84,54 @@ def test_the_guard_leaves_stable_training_exact(tutorial_data):
     assert int(model.optimizer.iterations.numpy()) == 30
     # The guard's state is not a weight of the model (nor saved with it).
     assert [v.name for v in model.weights] == ["slope", "intercept"]
+
+
+def test_the_guards_state_is_invisible_to_keras_and_tensorflow_tracking(tutorial_data, tmp_path):
+    """The guard is a plain object owned by the model: its variables exist, but no
+    tracker sees them (not weights, not in `.keras` files, checkpoints or exports)."""
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression(learning_rate=1.0)
+    model.compile()
+    with pytest.raises(keras_linreg.DivergenceError):
+        model.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0)
+    guard = keras_linreg.divergence.create_guard(model)
+    assert guard.diverged  # the state exists and was used
+    assert "divergence" in guard._state.name  # (so the searches below can find it)
+    names = ["slope", "intercept"]
+    assert [v.name for v in model.variables if v.trainable] == names
+    assert not any("divergence" in v.name for v in model.variables)
+
+    keras_file = tmp_path / "m.keras"
+    model.save(keras_file)
+    loaded = keras.saving.load_model(keras_file)
+    assert [v.name for v in loaded.weights] == names
+    np.testing.assert_array_equal(loaded.get_parameters()[0], model.get_parameters()[0])
+
+    checkpoint = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(checkpoint)]
+    assert saved and not any("divergence" in name for name in saved)
+
+    keras_linreg.export_saved_model(model, tmp_path / "export")
+    exported = tf.saved_model.load(str(tmp_path / "export"))
+    assert not any("divergence" in v.name for v in exported.variables)
+
+
+def test_a_standardizing_model_quotes_the_rate_in_its_own_coordinates(tutorial_data):
+    """The message's stable rate comes from the prediction's Jacobian in the trainable
+    weights: for `standardize=True` that is `[z, 1]`, z the standardized features."""
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression(learning_rate=3.0, standardize=True)
+    model.compile()
+    with pytest.raises(keras_linreg.DivergenceError) as info:
+        model.fit(x, y, batch_size=100, epochs=50, shuffle=False, verbose=0)
+    x64 = x.astype(np.float64)
+    z = (x64 - x64.mean()) / x64.std()
+    expected = keras_linreg.max_stable_learning_rate(z)
+    assert expected == pytest.approx(1.0, rel=1e-9)  # z has mean 0, variance 1: H = 2I
+    assert info.value.max_stable_learning_rate == pytest.approx(expected, rel=1e-5)
+    assert info.value.max_stable_learning_rate != pytest.approx(
+        keras_linreg.max_stable_learning_rate(x), rel=0.5
+    )
 
 
 # --------------------------------------------------------------- full batch
@@ -371,6 +378,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_the_guard_under_a_mirrored_strategy_matches_one_device():
     """Two replicas (logical CPUs, a fresh process) stop and restore like one device."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")

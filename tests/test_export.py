@@ -71,6 +71,7 @@ def _saved_model_cli(*args):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_and_runs_the_named_signature(model_1d, tmp_path):
     path = tmp_path / "models" / "linreg" / "1"
     model_1d.export(path, verbose=False)

@@ -13,8 +13,13 @@ epoch loss = sum_B |B| loss_B / n       (the rows' weighted-by-count mean)
 Tolerances: the fast path and Keras' path run the same float32 `train_step`, so they agree
 to rtol 1e-5 (the issue's bound); the float64 NumPy loop differs from float32 by rounding
 only, rtol 1e-4 over these few epochs.
+
+Every comparison also checks which path ran: `keras.Model.fit` (Keras' own loop) is wrapped
+to record the models it ran for, and `fit_fast` fails if `LinearRegression.fit` fell back
+to it, so an equivalence test cannot pass by comparing Keras' loop with itself.
 """
 
+import functools
 import math
 import warnings
 
@@ -71,12 +76,59 @@ def assert_same_fit(fast, stock, fast_model, stock_model, rtol=1e-5):
         np.testing.assert_allclose(a, b, rtol=rtol)
 
 
+@pytest.fixture
+def keras_fit_calls(monkeypatch):
+    """The models `keras.Model.fit` (Keras' own loop) ran for, in order; it still runs."""
+    calls = []
+    keras_fit = keras.Model.fit
+
+    @functools.wraps(keras_fit)
+    def recording_fit(self, *args, **kwargs):
+        calls.append(self)
+        return keras_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    return calls
+
+
+def ran_keras_fit(calls, model):
+    return any(called is model for called in calls)
+
+
+@pytest.fixture
+def fit_fast(keras_fit_calls):
+    """`fit_fast(model, ...)`: `model.fit(...)`, failing if it fell back to Keras' `fit`."""
+
+    def fit(model, *args, **kwargs):
+        before = len(keras_fit_calls)
+        history = model.fit(*args, **kwargs)
+        assert not ran_keras_fit(keras_fit_calls[before:], model), (
+            "fit fell back to keras.Model.fit"
+        )
+        return history
+
+    return fit
+
+
+def test_the_recorder_sees_keras_fit_and_the_fallback(data, fit_fast, keras_fit_calls):
+    """Control for `fit_fast`: Keras' loop, called directly or by a fallback, is recorded."""
+    x, y, _ = data
+    direct, fallback, fast = new_model(), new_model(), new_model()
+    keras.Model.fit(direct, x, y, batch_size=BATCH, epochs=1, verbose=0)
+    fallback.fit(x, y, batch_size=BATCH, epochs=1, shuffle="batch", verbose=0)
+    fast.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    assert ran_keras_fit(keras_fit_calls, direct) and ran_keras_fit(keras_fit_calls, fallback)
+    assert not ran_keras_fit(keras_fit_calls, fast)
+    with pytest.raises(AssertionError, match="fell back"):
+        fit_fast(new_model(), x, y, epochs=1, shuffle="batch", verbose=0)
+
+
 # ------------------------------------------------------------- same as stock Keras
-def test_unshuffled_fit_equals_stock_keras_and_a_hand_loop(data):
+def test_unshuffled_fit_equals_stock_keras_and_a_hand_loop(data, fit_fast):
     x, y, w = data
     kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
     fast_model, stock_model = new_model(), new_model()
-    fast = fast_model.fit(x, y, **kwargs)
+    fast = fit_fast(fast_model, x, y, **kwargs)
     stock = keras.Model.fit(stock_model, x, y, **kwargs)  # Keras' own NumPy path
     assert_same_fit(fast, stock, fast_model, stock_model)
 
@@ -87,7 +139,7 @@ def test_unshuffled_fit_equals_stock_keras_and_a_hand_loop(data):
     np.testing.assert_allclose(got_intercept, intercept, rtol=1e-4)
 
 
-def test_validation_split_and_validation_data_equal_stock_keras(data):
+def test_validation_split_and_validation_data_equal_stock_keras(data, fit_fast):
     x, y, w = data
     for extra in (
         dict(validation_split=0.25),
@@ -96,16 +148,16 @@ def test_validation_split_and_validation_data_equal_stock_keras(data):
     ):
         kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
         fast_model, stock_model = new_model(), new_model()
-        fast = fast_model.fit(x, y, **kwargs, **extra)
+        fast = fit_fast(fast_model, x, y, **kwargs, **extra)
         stock = keras.Model.fit(stock_model, x, y, **kwargs, **extra)
         assert "val_loss" in fast.history and "val_root_mean_squared_error" in fast.history
         assert_same_fit(fast, stock, fast_model, stock_model)
 
 
-def test_validation_split_uses_the_last_rows_like_keras(data):
+def test_validation_split_uses_the_last_rows_like_keras(data, fit_fast):
     x, y, _ = data
     model = new_model()
-    history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, validation_split=0.2,
+    history = fit_fast(model, x, y, batch_size=BATCH, epochs=2, shuffle=False, validation_split=0.2,
                         verbose=0)
     losses, slope, intercept = hand_loop(x[:800], y[:800], None, [np.arange(800)] * 2)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
@@ -113,7 +165,7 @@ def test_validation_split_uses_the_last_rows_like_keras(data):
     np.testing.assert_allclose(history.history["val_loss"][-1], np.mean(residual**2), rtol=1e-4)
 
 
-def test_jit_compiled_steps_equal_stock_keras(data):
+def test_jit_compiled_steps_equal_stock_keras(data, fit_fast):
     x, y, w = data
     kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
                   validation_split=0.2)
@@ -122,64 +174,66 @@ def test_jit_compiled_steps_equal_stock_keras(data):
         model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
         model.compile(jit_compile=True)
         models.append(model)
-    fast = models[0].fit(x, y, **kwargs)
+    fast = fit_fast(models[0], x, y, **kwargs)
     stock = keras.Model.fit(models[1], x, y, **kwargs)
     assert_same_fit(fast, stock, *models)
 
 
-def test_integer_targets_and_a_new_dtype_on_the_same_model(data):
+def test_integer_targets_and_a_new_dtype_on_the_same_model(data, fit_fast):
     x, y, _ = data
     model, stock_model = new_model(), new_model()
     for targets in (y, np.round(y).astype("int64")):  # same n: a new function, not an error
-        fast = model.fit(x, targets, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        fast = fit_fast(model, x, targets, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
         stock = keras.Model.fit(stock_model, x, targets, batch_size=BATCH, epochs=1,
                                 shuffle=False, verbose=0)
         assert_same_fit(fast, stock, model, stock_model)
 
 
-def test_tf_data_input_goes_to_keras_and_matches(data):
+def test_tf_data_input_goes_to_keras_and_matches(data, fit_fast, keras_fit_calls):
     x, y, _ = data
     fast_model, data_model = new_model(), new_model()
-    fast = fast_model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    fast = fit_fast(fast_model, x, y, batch_size=BATCH, epochs=2, shuffle=False,
+                    verbose=0)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
     other = data_model.fit(dataset, epochs=2, verbose=0)
+    assert ran_keras_fit(keras_fit_calls, data_model)
     assert_same_fit(fast, other, fast_model, data_model)
 
 
-def test_pandas_and_float64_inputs_give_the_numpy_float32_result(data):
+def test_pandas_and_float64_inputs_give_the_numpy_float32_result(data, fit_fast):
     x, y, w = data
     kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
     reference_model = new_model()
-    reference = reference_model.fit(x, y, sample_weight=w, **kwargs)
+    reference = fit_fast(reference_model, x, y, sample_weight=w, **kwargs)
     frame = pd.DataFrame(x.astype("float64"), columns=["a", "b", "c"])
     model = new_model()
-    history = model.fit(frame, pd.Series(y), sample_weight=pd.Series(w), **kwargs)
+    history = fit_fast(model, frame, pd.Series(y), sample_weight=pd.Series(w), **kwargs)
     assert_same_fit(history, reference, model, reference_model)
     model = new_model()
-    history = model.fit(x.astype("float64"), y.astype("float64")[:, None], sample_weight=w,
+    history = fit_fast(model, x.astype("float64"), y.astype("float64")[:, None], sample_weight=w,
                         **kwargs)
     assert_same_fit(history, reference, model, reference_model)
 
 
-def test_one_dimensional_x_and_default_batch_size_equal_stock(tutorial_data):
+def test_one_dimensional_x_and_default_batch_size_equal_stock(tutorial_data, fit_fast):
     x, y = tutorial_data
     fast_model = keras_linreg.LinearRegression(learning_rate=0.01)
     stock_model = keras_linreg.LinearRegression(learning_rate=0.01)
     fast_model.compile()
     stock_model.compile()
-    fast = fast_model.fit(x, y, epochs=3, shuffle=False, verbose=0)  # batch_size 32: 4 steps
+    fast = fit_fast(fast_model, x, y, epochs=3, shuffle=False, verbose=0)  # batch_size 32: 4 steps
     stock = keras.Model.fit(stock_model, x, y, epochs=3, shuffle=False, verbose=0)
     assert_same_fit(fast, stock, fast_model, stock_model)
     assert int(fast_model.optimizer.iterations.numpy()) == 12
 
 
-def test_tutorial_workload_matches_the_eager_loop(tutorial_data):
+def test_tutorial_workload_matches_the_eager_loop(tutorial_data, fit_fast):
     """One full batch per epoch, shuffle left at its default (True): the step is a sum
     over all rows, so the order does not matter and the losses are the tutorial's."""
     x, y = tutorial_data
     model = keras_linreg.LinearRegression(learning_rate=0.01)
     model.compile()
-    history = model.fit(x, y, batch_size=100, epochs=100, verbose=0)
+    history = fit_fast(model, x, y, batch_size=100, epochs=100, verbose=0)
     losses, slope, intercept = hand_loop(x[:, None], y, None, [np.arange(100)] * 100,
                                          batch_size=100, lr=0.01)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
@@ -200,7 +254,7 @@ def test_epoch_permutation_is_a_permutation_that_changes_every_epoch():
         assert np.array_equal(np.sort(epoch_permutation(n, 5, 0)), np.arange(n))
 
 
-def test_shuffled_fit_follows_the_seeded_permutation(data):
+def test_shuffled_fit_follows_the_seeded_permutation(data, fit_fast):
     """fit(shuffle=True) = the hand loop over `epoch_permutation(n, seed, epoch)`, where the
     seed is the first draw from Keras' global seed generator."""
     x, y, w = data
@@ -208,7 +262,7 @@ def test_shuffled_fit_follows_the_seeded_permutation(data):
     seed = int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
     keras.utils.set_random_seed(5)
     model = new_model()
-    history = model.fit(x, y, sample_weight=w, batch_size=BATCH, epochs=3, verbose=0)
+    history = fit_fast(model, x, y, sample_weight=w, batch_size=BATCH, epochs=3, verbose=0)
     orders = [epoch_permutation(N, seed, epoch) for epoch in range(3)]
     losses, slope, _ = hand_loop(x, y, w, orders)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
@@ -237,7 +291,7 @@ class _RecordingModel(keras_linreg.LinearRegression):
         return super().train_step(data)
 
 
-def test_every_epoch_sees_every_row_once_in_a_new_order(rng):
+def test_every_epoch_sees_every_row_once_in_a_new_order(rng, fit_fast):
     n = _RecordingModel.rows
     x = np.column_stack([np.arange(n), rng.normal(size=n)]).astype("float32")
     y = rng.normal(size=n).astype("float32")
@@ -251,7 +305,7 @@ def test_every_epoch_sees_every_row_once_in_a_new_order(rng):
     keras.utils.set_random_seed(1)
     model = _RecordingModel(n_features=2, learning_rate=1e-6, name="recording")  # < stable 1.2e-5
     model.compile()
-    model.fit(x, y, batch_size=64, epochs=3, verbose=0, callbacks=[Collect()])
+    fit_fast(model, x, y, batch_size=64, epochs=3, verbose=0, callbacks=[Collect()])
     assert len(orders) == 3
     for order in orders:
         assert np.array_equal(np.sort(order), np.arange(n))  # each row exactly once
@@ -261,13 +315,13 @@ def test_every_epoch_sees_every_row_once_in_a_new_order(rng):
     assert set(orders[0][:64]) != set(orders[1][:64])
 
 
-def test_seeded_runs_repeat_and_other_seeds_differ(data):
+def test_seeded_runs_repeat_and_other_seeds_differ(data, fit_fast):
     x, y, _ = data
 
     def run(seed):
         keras.utils.set_random_seed(seed)
         model = new_model()
-        history = model.fit(x, y, batch_size=BATCH, epochs=3, verbose=0)
+        history = fit_fast(model, x, y, batch_size=BATCH, epochs=3, verbose=0)
         return history.history["loss"], model.get_parameters()[0]
 
     (losses_a, slope_a), (losses_b, slope_b) = run(3), run(3)
@@ -277,7 +331,7 @@ def test_seeded_runs_repeat_and_other_seeds_differ(data):
     assert losses_c[1:] != losses_a[1:]
 
 
-def test_backup_and_restore_resumes_with_the_same_row_order(data, tmp_path):
+def test_backup_and_restore_resumes_with_the_same_row_order(data, tmp_path, fit_fast):
     x, y, _ = data
 
     class Interrupt(keras.callbacks.Callback):
@@ -287,16 +341,16 @@ def test_backup_and_restore_resumes_with_the_same_row_order(data, tmp_path):
 
     keras.utils.set_random_seed(9)
     uninterrupted = new_model()
-    uninterrupted.fit(x, y, batch_size=BATCH, epochs=4, verbose=0)
+    fit_fast(uninterrupted, x, y, batch_size=BATCH, epochs=4, verbose=0)
 
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     keras.utils.set_random_seed(9)
     with pytest.raises(RuntimeError, match="interrupted"):
-        new_model().fit(x, y, batch_size=BATCH, epochs=4, verbose=0,
+        fit_fast(new_model(), x, y, batch_size=BATCH, epochs=4, verbose=0,
                         callbacks=[backup, Interrupt()])
     keras.utils.set_random_seed(9)  # the "restarted process"
     resumed = new_model()
-    history = resumed.fit(x, y, batch_size=BATCH, epochs=4, verbose=0,
+    history = fit_fast(resumed, x, y, batch_size=BATCH, epochs=4, verbose=0,
                           callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
     assert len(history.history["loss"]) == 2  # epochs 2 and 3 only
     np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
@@ -304,12 +358,12 @@ def test_backup_and_restore_resumes_with_the_same_row_order(data, tmp_path):
 
 
 # ------------------------------------------------------------ epochs, steps, callbacks
-def test_initial_epoch_and_steps_per_epoch_equal_stock(data):
+def test_initial_epoch_and_steps_per_epoch_equal_stock(data, fit_fast):
     x, y, _ = data
     for extra in (dict(initial_epoch=2, epochs=4), dict(steps_per_epoch=4, epochs=4)):
         kwargs = dict(batch_size=BATCH, shuffle=False, verbose=0, **extra)
         fast_model, stock_model = new_model(), new_model()
-        fast = fast_model.fit(x, y, **kwargs)
+        fast = fit_fast(fast_model, x, y, **kwargs)
         stock = keras.Model.fit(stock_model, x, y, **kwargs)
         assert len(fast.history["loss"]) == 2 if "initial_epoch" in extra else 4
         assert_same_fit(fast, stock, fast_model, stock_model)
@@ -319,13 +373,13 @@ def test_initial_epoch_and_steps_per_epoch_equal_stock(data):
     np.testing.assert_allclose(fast.history["loss"], losses, rtol=1e-4)
 
 
-def test_steps_per_epoch_beyond_the_data_warns_like_keras(data):
+def test_steps_per_epoch_beyond_the_data_warns_like_keras(data, fit_fast):
     x, y, _ = data
     # Recorded by hand: pytest.warns would also re-raise numpy's DeprecationWarning
     # about TensorFlow's __array__, which pyproject.toml filters everywhere else.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = new_model().fit(x, y, batch_size=BATCH, epochs=2, steps_per_epoch=10,
+        history = fit_fast(new_model(), x, y, batch_size=BATCH, epochs=2, steps_per_epoch=10,
                                   shuffle=False, verbose=0)
     assert any(
         issubclass(w.category, UserWarning) and "ran out of data" in str(w.message) for w in caught
@@ -333,7 +387,7 @@ def test_steps_per_epoch_beyond_the_data_warns_like_keras(data):
     assert len(history.history["loss"]) == 2
 
 
-def test_callbacks_fire_every_epoch_and_batch_hooks_every_step(data):
+def test_callbacks_fire_every_epoch_and_batch_hooks_every_step(data, fit_fast):
     x, y, _ = data
     events = []
 
@@ -350,7 +404,7 @@ def test_callbacks_fire_every_epoch_and_batch_hooks_every_step(data):
 
     kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
     fast_model, stock_model = new_model(), new_model()
-    fast = fast_model.fit(x, y, callbacks=[Epochs(), Batches()], **kwargs)
+    fast = fit_fast(fast_model, x, y, callbacks=[Epochs(), Batches()], **kwargs)
     fast_events, events[:] = list(events), []
     stock = keras.Model.fit(stock_model, x, y, callbacks=[Epochs(), Batches()], **kwargs)
     assert [e[:2] for e in fast_events] == [e[:2] for e in events]
@@ -360,38 +414,40 @@ def test_callbacks_fire_every_epoch_and_batch_hooks_every_step(data):
     assert_same_fit(fast, stock, fast_model, stock_model)
 
     events[:] = []
-    new_model().fit(x, y, callbacks=[Epochs()], **kwargs)  # whole epochs in one call
+    fit_fast(new_model(), x, y, callbacks=[Epochs()], **kwargs)  # whole epochs in one call
     assert [e[:2] for e in events] == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1)]
     assert events[1][2] == ["loss", "root_mean_squared_error"]
 
 
-def test_stop_training_and_early_stopping(data):
+def test_stop_training_and_early_stopping(data, fit_fast):
     x, y, _ = data
 
     class StopAfterOne(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = True
 
-    history = new_model().fit(x, y, batch_size=BATCH, epochs=5, verbose=0,
+    history = fit_fast(new_model(), x, y, batch_size=BATCH, epochs=5, verbose=0,
                               callbacks=[StopAfterOne()])
     assert len(history.history["loss"]) == 1
     stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=1)
-    history = new_model().fit(x, y, batch_size=BATCH, epochs=10, verbose=0, callbacks=[stopper])
+    history = fit_fast(new_model(), x, y, batch_size=BATCH, epochs=10, verbose=0,
+                       callbacks=[stopper])
     assert len(history.history["loss"]) == 2
 
 
-def test_learning_rate_scheduler_changes_the_applied_rate(data):
+def test_learning_rate_scheduler_changes_the_applied_rate(data, fit_fast):
     x, y, _ = data
     scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.0 if epoch else lr)
     model = new_model()
-    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    fit_fast(model, x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
     after_one = model.get_parameters()[0]
     model = new_model()
-    model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0, callbacks=[scheduler])
+    fit_fast(model, x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0,
+             callbacks=[scheduler])
     np.testing.assert_allclose(model.get_parameters()[0], after_one, rtol=1e-6)
 
 
-def test_refit_after_recompile_equals_stock_and_shows_progress(data, capsys):
+def test_refit_after_recompile_equals_stock_and_shows_progress(data, capsys, keras_fit_calls):
     x, y, _ = data
     histories, models = [], []
     for fit in (keras_linreg.LinearRegression.fit, keras.Model.fit):
@@ -401,6 +457,8 @@ def test_refit_after_recompile_equals_stock_and_shows_progress(data, capsys):
         model.compile(metrics=[keras.metrics.MeanAbsoluteError()])
         histories.append(fit(model, x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=1))
         models.append(model)
+    assert not ran_keras_fit(keras_fit_calls, models[0])
+    assert ran_keras_fit(keras_fit_calls, models[1])
     assert "mean_absolute_error" in histories[0].history
     assert_same_fit(histories[0], histories[1], *models)
     assert "8/8" in capsys.readouterr().out
@@ -414,13 +472,13 @@ def test_class_weight_is_refused_on_every_path(data):
             new_model().fit(*inputs, class_weight={0: 1.0, 1: 2.0}, verbose=0)
 
 
-def test_no_warnings_with_every_argument(data):
+def test_no_warnings_with_every_argument(data, fit_fast):
     x, y, w = data
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # inside NumPy/Keras
-        history = new_model().fit(
-            x, y, sample_weight=w, batch_size=BATCH, epochs=2, shuffle=True,
+        history = fit_fast(
+            new_model(), x, y, sample_weight=w, batch_size=BATCH, epochs=2, shuffle=True,
             validation_split=0.1, verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN(), keras.callbacks.EarlyStopping("loss")],
         )
@@ -429,32 +487,36 @@ def test_no_warnings_with_every_argument(data):
 
 
 # ------------------------------------------------------------- Keras' own paths
-def test_inputs_the_fast_path_leaves_to_keras_still_train(data):
+def test_inputs_the_fast_path_leaves_to_keras_still_train(data, fit_fast, keras_fit_calls):
     """Generators, `shuffle="batch"`, `validation_steps`, a `tf.data` validation set and a
     `tf.distribute` strategy go to `keras.Model.fit`; eager tensors take the fast path.
     Without shuffling all of them see the same batches, so the losses agree."""
     x, y, _ = data
     kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
     reference_model = new_model()
-    reference = reference_model.fit(x, y, validation_data=(x[:256], y[:256]), **kwargs)
+    reference = fit_fast(reference_model, x, y,
+                         validation_data=(x[:256], y[:256]), **kwargs)
 
-    def check(history, model):
+    def check(history, model, fast=False):
+        assert ran_keras_fit(keras_fit_calls, model) is not fast
         np.testing.assert_allclose(history.history["loss"], reference.history["loss"],
                                    rtol=1e-5)
         np.testing.assert_allclose(model.get_parameters()[0],
                                    reference_model.get_parameters()[0], rtol=1e-5)
 
     model = new_model()  # eager tensors
-    check(model.fit(tf.constant(x), tf.constant(y), **kwargs), model)
+    check(model.fit(tf.constant(x), tf.constant(y), **kwargs), model, fast=True)
+    model = new_model()  # variables: converted to tensors once, the fast path too
+    check(model.fit(tf.Variable(x), keras.Variable(y), **kwargs), model, fast=True)
     model = new_model()  # validation through Keras' evaluate
     history = model.fit(x, y, validation_data=tf.data.Dataset.from_tensor_slices(
         (x[:256], y[:256])).batch(BATCH), **kwargs)
-    check(history, model)
+    check(history, model, fast=True)  # the training loop is the fast path's
     np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"],
                                rtol=1e-5)
     model = new_model()
     history = model.fit(x, y, validation_data=(x[:256], y[:256]), validation_steps=2, **kwargs)
-    check(history, model)
+    check(history, model, fast=True)
     np.testing.assert_allclose(history.history["val_loss"], reference.history["val_loss"],
                                rtol=1e-5)
 
@@ -466,14 +528,16 @@ def test_inputs_the_fast_path_leaves_to_keras_still_train(data):
     model = new_model()
     check(model.fit(batches(), steps_per_epoch=8, epochs=2, verbose=0), model)
     # shuffle="batch": Keras' path, every row still seen once per epoch.
-    history = new_model().fit(x, y, batch_size=BATCH, epochs=2, shuffle="batch", verbose=0)
+    model = new_model()
+    history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle="batch", verbose=0)
     assert len(history.history["loss"]) == 2
+    assert ran_keras_fit(keras_fit_calls, model)
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         model = new_model()
     check(model.fit(x, y, **kwargs), model)
 
 
-def test_steps_per_execution_groups_batch_hooks_like_keras(data):
+def test_steps_per_execution_groups_batch_hooks_like_keras(data, fit_fast):
     x, y, _ = data
     ends = {"fast": [], "stock": []}
 
@@ -491,7 +555,7 @@ def test_steps_per_execution_groups_batch_hooks_like_keras(data):
         model.compile(steps_per_execution=3)
         models.append(model)
     kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
-    fast = models[0].fit(x, y, callbacks=[Batches("fast")], **kwargs)
+    fast = fit_fast(models[0], x, y, callbacks=[Batches("fast")], **kwargs)
     stock = keras.Model.fit(models[1], x, y, callbacks=[Batches("stock")], **kwargs)
     # Batches 0-2, 3-5, 6-7 per call. Keras reports the short last call as ending at
     # batch 8 (begin + steps_per_execution - 1); the fast path names the last batch run.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import pathlib
+import re
 
 import keras
 import numpy as np
@@ -130,11 +131,18 @@ def test_only_keras_internals_imports_private_keras_modules():
         if path.name != "_keras_internals.py" and "keras.src" in path.read_text()
     ]
     assert offenders == []
-    for module in (fast_fit, keras_linreg.callbacks, keras_linreg.validation):
+    # The model's own private state (set in `LinearRegression.__init__`) is not Keras'.
+    own = {"_divergence_guard", "_fast_fit_functions"}
+    assert own <= set(vars(keras_linreg.LinearRegression(n_features=1)))
+    assert not any(hasattr(keras.Model, name) for name in own)
+    modules = (fast_fit, keras_linreg.callbacks, keras_linreg.inputs, keras_linreg.divergence)
+    for module in modules:
         source = inspect.getsource(module)
-        for private in ("model._", "_is_default", "_use_cached_eval_dataset", "_eval_epoch",
+        for private in ("_is_default", "_use_cached_eval_dataset", "_eval_epoch",
                         '"_learning_rate"', "optimizer._"):
             assert private not in source, (module.__name__, private)
+        for name in re.findall(r"model\._\w+", source):
+            assert name.split(".")[-1] in own, (module.__name__, name)
 
 
 def test_fit_calls_the_helpers_the_fast_loop_reuses():
