@@ -125,6 +125,17 @@ def check_history(model, history):
     return history
 
 
+def fit_diverged(model):
+    """Whether the `fit` running on `model` has diverged (False outside `fit`).
+
+    For callbacks: the monitor runs first at every epoch end, so this is up
+    to date in any other callback's `on_epoch_end` and in `on_train_end`,
+    before `fit` raises the `DivergenceError`.
+    """
+    monitor = model.__dict__.get(_MONITOR_ATTRIBUTE)
+    return monitor is not None and monitor.error is not None
+
+
 def _build_from_data(model, x):
     """Builds an unbuilt `model` from the shape of `x` (an array or a tf.data.Dataset).
 
