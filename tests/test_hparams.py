@@ -381,3 +381,30 @@ def test_real_tensorboard_serves_every_run_with_its_metrics(tensorboard_server, 
         values = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
         assert set(values) == set(hparams_module.METRICS)
         _check_metrics(run, values, expected)
+
+
+def test_sweep_demo_script_writes_an_experiment_and_one_session_per_rate(tmp_path, capsys):
+    """scripts/hparams_sweep_demo.py, which makes docs/tensorboard-hparams.png."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "hparams_sweep_demo.py")
+    spec = importlib.util.spec_from_file_location("hparams_sweep_demo", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parent = tmp_path / "sweep"
+    argv = ["--parent", str(parent), "--epochs", "40", "--learning-rates", "0.01,0.05"]
+    assert script.main(argv) == 0
+    assert sorted(p for p in os.listdir(parent) if not p.startswith("events")) == [
+        "lr-0.01",
+        "lr-0.05",
+    ]
+    _accumulator(parent).SummaryMetadata(hparams_metadata.EXPERIMENT_TAG)  # raises if missing
+    diverged = {
+        run: _last_scalars(_accumulator(parent / run / "parameters"))["diverged"][1]
+        for run in ("lr-0.01", "lr-0.05")
+    }
+    assert diverged == {"lr-0.01": 0.0, "lr-0.05": 1.0}
+    out = capsys.readouterr().out
+    assert "learning_rate=0.05" in out and "diverged after" in out
+    with pytest.raises(SystemExit):  # refuses a non-empty parent
+        script.main(argv)
