@@ -1,5 +1,7 @@
 """keras_linreg: linear regression as a Keras 3 model trained by plain SGD."""
 
+import importlib.metadata
+
 from keras_linreg._environment import check_environment
 
 check_environment()
@@ -11,8 +13,12 @@ from keras_linreg.divergence import DivergenceError  # noqa: E402
 from keras_linreg.export import export_saved_model, load_predictor, save_model  # noqa: E402
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
+from keras_linreg.onnx_export import export_onnx  # noqa: E402
 
-__version__ = "0.1.0"
+try:  # The one place the version is written down is pyproject.toml.
+    __version__ = importlib.metadata.version("keras_linreg")
+except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DivergenceError",
@@ -20,6 +26,7 @@ __all__ = [
     "LinearRegression",
     "ParameterLogger",
     "epochs_to_optimum",
+    "export_onnx",
     "export_saved_model",
     "least_squares",
     "load_predictor",

@@ -16,8 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_linreg import _keras_internals
+from keras_linreg import _keras_internals, divergence
+from keras_linreg import hparams as _hparams
+from keras_linreg.hparams import write_hparams_experiment
 from keras_linreg.plotting import draw_fit
+
+__all__ = ["PARAMETERS_RUN", "ParameterLogger", "new_run_dir", "write_hparams_experiment"]
 
 # `keras.callbacks.TensorBoard(log_dir)` writes its event files to
 # `log_dir/train` and `log_dir/validation`, one writer (and one growing event
@@ -66,6 +70,16 @@ class ParameterLogger(keras.callbacks.Callback):
     epoch (an interrupted run keeps every logged epoch) and closed when
     training ends. Nothing is written inside the compiled `train_step`.
 
+    With `hparams={name: value}` the run is also a session of TensorBoard's
+    HParams dashboard (declare the sweep with `write_hparams_experiment`):
+    the hyperparameters are written when training begins (so the event file
+    is created then), and when it ends the session metrics
+    `epochs_run` (the last epoch index + 1), `diverged` (1 if the divergence
+    guard stopped the fit, else 0) and, with `data`,
+    `gap_to_least_squares` (see `hparams.METRICS`); `loss` and `val_loss`
+    are the last values of their series. The session's trial ID is the
+    run's name, `os.path.basename(log_dir)`.
+
     It works side by side with `keras.callbacks.TensorBoard(log_dir)` in the
     same `fit` and the same `log_dir`: Keras writes to `log_dir/train` and
     `log_dir/validation`, this callback to `log_dir/parameters`.
@@ -80,6 +94,11 @@ class ParameterLogger(keras.callbacks.Callback):
             `0, K, 2K, ...` and at the last epoch. Needs `data`.
         histogram_min_features: Write the `slopes` histogram when the model
             has at least this many features (default 10); `None` never.
+        hparams: Optional mapping from hyperparameter names to this run's
+            values (bool, int, float or str), e.g.
+            `{"learning_rate": 0.01, "standardize": False, "batch_size": 32}`.
+            With `data`, every row of it (not only the drawn ones) is used for
+            `gap_to_least_squares`: pass the training rows.
 
     Example:
 
@@ -92,7 +111,9 @@ class ParameterLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir, data=None, image_every=None, histogram_min_features=10):
+    def __init__(
+        self, log_dir, data=None, image_every=None, histogram_min_features=10, hparams=None
+    ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(
@@ -120,7 +141,11 @@ class ParameterLogger(keras.callbacks.Callback):
         self.image_every = image_every
         self.histogram_min_features = histogram_min_features
         self._data = None if data is None else _image_data(data)
+        self.hparams = None if hparams is None else _hparams.check_session_hparams(hparams)
+        # Every row, for the least-squares gap at the end of a session.
+        self._gap_data = None if data is None or hparams is None else _checked_data(data)
         self._writer = None
+        self._last_epoch = None
 
     # ------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
@@ -133,6 +158,12 @@ class ParameterLogger(keras.callbacks.Callback):
         n_features = getattr(self.model, "n_features", None)
         if self._data is not None and n_features is not None:
             _check_features(self._data[0], n_features)
+        self._last_epoch = None
+        if self.hparams is not None:
+            trial_id = os.path.basename(os.path.normpath(os.path.abspath(self.log_dir)))
+            with self._get_writer().as_default():
+                _hparams.write_session_start(self.hparams, trial_id)
+            self._writer.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(epoch)
@@ -141,6 +172,8 @@ class ParameterLogger(keras.callbacks.Callback):
         slope = np.asarray(slope, dtype=np.float64).reshape(-1)
         names = _slope_tags(slope.size, getattr(self.model, "feature_names", None))
         own = {*_OWN_TAGS, *names}
+        if self.hparams is not None:
+            own.update(_hparams.SESSION_END_TAGS)
         learning_rate = _applied_learning_rate(self.model, logs)
         # Everything that can fail runs before the first write: an epoch is
         # logged whole or not at all.
@@ -164,13 +197,34 @@ class ParameterLogger(keras.callbacks.Callback):
                 tag = "fit" if slope.size == 1 else "predicted_vs_actual"
                 tf.summary.image(tag, image[np.newaxis], step=step)
         writer.flush()
+        self._last_epoch = step
 
     def on_train_end(self, logs=None):
+        if self.hparams is not None:
+            self._write_session_end()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
     # ---------------------------------------------------------------- helpers
+    def _write_session_end(self):
+        """The session metrics known only when training ends (`hparams.METRICS`)."""
+        step = 0 if self._last_epoch is None else self._last_epoch
+        metrics = {
+            "epochs_run": 0 if self._last_epoch is None else self._last_epoch + 1,
+            "diverged": 1.0 if divergence.fit_diverged(self.model) else 0.0,
+        }
+        if self._gap_data is not None and getattr(self.model, "built", False):
+            _check_features(self._gap_data[0], self.model.n_features)
+            slope, intercept = self.model.get_parameters()
+            metrics["gap_to_least_squares"] = _hparams.least_squares_gap(
+                slope, intercept, self._gap_data
+            )
+        with self._get_writer().as_default():
+            for tag, value in metrics.items():
+                tf.summary.scalar(tag, value, step=step)
+        self._writer.flush()
+
     def _get_writer(self):
         # Created lazily: a fit that never finishes an epoch leaves no file.
         if self._writer is None:
@@ -267,6 +321,15 @@ def _write_log(name, value, step):
 
 def _image_data(data):
     """Validates `data=(x, y)` and keeps at most `_MAX_IMAGE_POINTS` rows."""
+    x, y = _checked_data(data)
+    if len(x) > _MAX_IMAGE_POINTS:
+        rows = np.linspace(0, len(x) - 1, _MAX_IMAGE_POINTS).round().astype(int)
+        x, y = x[rows], y[rows]
+    return x, y
+
+
+def _checked_data(data):
+    """`data=(x, y)` as float64 `(n, n_features)` and `(n,)` arrays, validated."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise ValueError(
             "Received an invalid value for `data`, expected a tuple `(x, y)`. "
@@ -284,9 +347,6 @@ def _image_data(data):
         )
     if x.ndim == 1:
         x = x[:, np.newaxis]
-    if len(x) > _MAX_IMAGE_POINTS:
-        rows = np.linspace(0, len(x) - 1, _MAX_IMAGE_POINTS).round().astype(int)
-        x, y = x[rows], y[rows]
     return x, y
 
 

@@ -57,6 +57,17 @@ class DivergenceError(RuntimeError):
         self.history = history
 
 
+def fit_diverged(model):
+    """Whether the latest `fit` on `model` diverged (False before any `fit`).
+
+    For callbacks: the `DivergenceMonitor` runs first at every epoch end, so
+    this is up to date in any other callback's `on_epoch_end` and in
+    `on_train_end`, before `fit` raises the `DivergenceError`.
+    """
+    guard = model._divergence_guard
+    return guard.stopped or guard.diverged
+
+
 # ----------------------------------------------------------- in the graph
 class DivergenceGuard:
     """The in-graph half: a copy of the last finite weights and a flag.
@@ -71,6 +82,7 @@ class DivergenceGuard:
     def __init__(self):
         self._backups = None  # {variable.path: its last finite value}
         self._state = None  # _FRESH, _RUNNING or _DIVERGED
+        self.stopped = False  # the monitor stopped the current fit (host side)
 
     def create(self, model):
         """Creates the variables for a built `model`'s weights, under its strategy's scope."""
@@ -277,6 +289,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
         if self.model.built:
             create_guard(self.model)
         rearm(self.model)
+        self.model._divergence_guard.stopped = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._snapshot() if self.model.built else None
@@ -311,6 +324,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
     def _stop(self, epoch, what):
         self.model.stop_training = True
+        self.model._divergence_guard.stopped = True
         rate = self.model.learning_rate
         stable = self.data.max_stable_learning_rate(self.model)
         self.error = (_message(what, rate, stable, self.data), rate, stable, epoch)

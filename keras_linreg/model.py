@@ -667,27 +667,35 @@ class LinearRegression(keras.Model):
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
                overwrite=False, **kwargs):
-        """Exports a SavedModel with the signature `x` -> `y`, atomically.
+        """Exports the model for serving with the contract `x` -> `y`, atomically.
 
         `format="tf_saved_model"` goes to `keras_linreg.export_saved_model`
         (signature `serving_default`: `x` float32 `[None, n_features]` ->
-        `y` float32 `[None]`, plus the stock `serve` endpoint; refuses an
-        existing `filepath` unless `overwrite=True`). Other formats are
-        Keras' own `export`.
+        `y` float32 `[None]`, plus the stock `serve` endpoint), and
+        `format="onnx"` to `keras_linreg.export_onnx` (one `.onnx` file,
+        input `x` float32 `[n, n_features]`, output `y` float32 `[n]`; takes
+        Keras' `opset_version=`). Both refuse an existing `filepath` unless
+        `overwrite=True`. Other formats are Keras' own `export`.
         """
-        if format != "tf_saved_model":
+        if format not in ("tf_saved_model", "onnx"):
             return super().export(filepath, format=format, verbose=verbose,
                                   input_signature=input_signature, **kwargs)
-        if input_signature is not None or kwargs:
+        options = {"opset_version"} if format == "onnx" else set()
+        if input_signature is not None or set(kwargs) - options:
             raise ValueError(
                 "LinearRegression.export writes its own signature (`x` -> `y`) and takes "
-                "no `input_signature` or backend options. Received: "
-                f"input_signature={input_signature!r}, kwargs={sorted(kwargs)}"
+                "no `input_signature` or backend options"
+                + (" (except `opset_version`)" if options else "")
+                + f". Received: input_signature={input_signature!r}, kwargs={sorted(kwargs)}"
             )
+        verbose = True if verbose is None else verbose
+        if format == "onnx":
+            from keras_linreg.onnx_export import export_onnx
+
+            return export_onnx(self, filepath, overwrite=overwrite, verbose=verbose, **kwargs)
         from keras_linreg.export import export_saved_model
 
-        export_saved_model(self, filepath, overwrite=overwrite,
-                           verbose=True if verbose is None else verbose)
+        export_saved_model(self, filepath, overwrite=overwrite, verbose=verbose)
 
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
         """`keras.Model.save`, but local `.keras` files are written atomically.
