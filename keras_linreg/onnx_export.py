@@ -13,6 +13,7 @@ import warnings
 
 import tensorflow as tf
 
+from keras_linreg import _atomic
 from keras_linreg.export import (
     FEATURE_NAMES_ATTRIBUTE,
     INPUT_NAME,
@@ -164,12 +165,7 @@ def _name_batch_dimension(proto):
 
 
 def _write_file_atomically(path, write, overwrite):
-    """`write(tmp)` then rename to `path`: export.py's atomic file commit.
-
-    The one place this module uses the atomic-writing helpers.
-    """
-    from keras_linreg import export
-
-    target = export._local_path(path, "path")
-    export._check_target(target, overwrite, kind="file")  # before any work
-    export._write_atomically(target, write, overwrite=overwrite, kind="file")
+    """`write(tmp)` then rename to `path`, with the package's one atomic writer."""
+    target = _atomic.local_path(path, "path")
+    _atomic.check_target(target, overwrite)  # before any work
+    _atomic.write_atomically(target, write, overwrite=overwrite, suffix=".onnx")

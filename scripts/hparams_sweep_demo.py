@@ -35,7 +35,7 @@ def main(argv=None):
 
     import keras_linreg
     from keras_linreg.callbacks import ParameterLogger, write_hparams_experiment
-    from keras_linreg.demo import tutorial_data
+    from keras_linreg_cli.demo import tutorial_data
 
     x, y = tutorial_data(seed=0)
     validation_split = 0.2

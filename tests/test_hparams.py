@@ -32,7 +32,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 import keras_linreg
 from keras_linreg import hparams as hparams_module
 from keras_linreg.callbacks import ParameterLogger, write_hparams_experiment
-from keras_linreg.demo import tutorial_data
+from keras_linreg_cli.demo import tutorial_data
 
 # Full batch on the tutorial's data: 2 / lambda_max is about 0.029, so 0.05 diverges.
 RATES = (0.001, 0.01, 0.05)
