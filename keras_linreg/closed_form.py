@@ -12,37 +12,66 @@ __all__ = ["hessian_eigenvalues", "least_squares", "max_stable_learning_rate"]
 _CHUNK_ROWS = 65536
 
 
-def least_squares(x, y, sample_weight=None) -> tuple[np.ndarray, float]:
-    """The (weighted) least-squares optimum of `y ≈ x · slope + intercept`.
+def least_squares(
+    x, y, sample_weight=None, *, fit_intercept=True, l2=0.0
+) -> tuple[np.ndarray, float]:
+    """The (weighted, optionally ridge) least-squares optimum of `y ≈ x · slope + intercept`.
 
-    Minimises `sum(w * (x · slope + intercept - y) ** 2)` over the rows, which
-    is `theta = (X^T W X)^-1 X^T W y` for `X = [x, 1]` and `W = diag(w)`, but
-    solved without forming or inverting `X^T W X`: the rows are scaled by
-    `sqrt(w)` and `numpy.linalg.lstsq` (an SVD) solves
-    `min ||sqrt(W) (X theta - y)||`, in float64. Rank-deficient problems (a
-    constant feature, fewer rows than unknowns) get the minimum-norm solution.
+    Minimises, over the slope and the intercept, the objective `LinearRegression`
+    trains on (its weighted mean squared error plus Keras' `L2(l2)` penalty):
+
+    ```
+    F(slope, b) = Σ w·(x·slope + b − y)² / n + l2·Σ slope²
+    ```
+
+    with `n` the number of rows and `w` the sample weights (default 1); the
+    intercept is never penalized, and is 0 with `fit_intercept=False`. Solved
+    in float64 without forming `X^T W X`: the columns are centred on their
+    weighted means (when an intercept is fitted) and scaled to unit norm, the
+    rows scaled by `sqrt(w)`, `sqrt(n·l2)·I` stacked under them for the
+    penalty, and `numpy.linalg.lstsq` (an SVD) solves the stacked system.
+    Rank-deficient problems (a constant feature, fewer rows than unknowns)
+    get the minimum-norm solution in those scaled coordinates.
 
     Args:
         x: Array of shape `(n,)` (one feature) or `(n, n_features)`.
         y: Array of shape `(n,)` or `(n, 1)`.
         sample_weight: Optional non-negative array of shape `(n,)`.
+        fit_intercept: If False, the fit goes through the origin.
+        l2: The L2 (ridge) coefficient, a finite number ≥ 0.
 
     Returns:
         `(slope, intercept)`: a float64 array of shape `(n_features,)` and a
         float.
     """
     x, y, sample_weight = inputs.check_arrays(x, y, sample_weight)
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise ValueError(
+            f"Received an invalid value for `l2`, expected a finite number >= 0. Received: l2={l2!r}"
+        )
     x, y = x.astype(np.float64), y.astype(np.float64)
-    design = np.hstack([x, np.ones((len(x), 1))])
-    if sample_weight is not None:
-        root = np.sqrt(sample_weight.astype(np.float64))
-        design = design * root[:, None]
-        y = y * root
-    theta, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return theta[:-1], float(theta[-1])
+    n, k = x.shape
+    w = np.ones(n) if sample_weight is None else sample_weight.astype(np.float64)
+    total = w.sum()
+    if fit_intercept and total > 0:
+        x_mean, y_mean = (w @ x) / total, float(w @ y) / total
+    else:
+        x_mean, y_mean = np.zeros(k), 0.0
+    root = np.sqrt(w)
+    design = (x - x_mean) * root[:, None]
+    target = (y - y_mean) * root
+    if l2:
+        design = np.vstack([design, np.sqrt(n * l2) * np.eye(k)])
+        target = np.concatenate([target, np.zeros(k)])
+    norms = np.linalg.norm(design, axis=0)
+    norms[norms == 0] = 1.0
+    scaled, *_ = np.linalg.lstsq(design / norms, target, rcond=None)
+    slope = scaled / norms
+    intercept = y_mean - float(x_mean @ slope) if fit_intercept else 0.0
+    return slope, intercept
 
 
-def max_stable_learning_rate(x, sample_weight=None, *, design=None) -> float:
+def max_stable_learning_rate(x, sample_weight=None, *, design=None, l2=0.0) -> float:
     """The largest learning rate at which full-batch gradient descent converges.
 
     `LinearRegression` minimises, over `theta = (slope, intercept)`,
@@ -76,17 +105,19 @@ def max_stable_learning_rate(x, sample_weight=None, *, design=None) -> float:
         design: Optional function of a chunk of rows of `x` returning the
             prediction's Jacobian in the trainable weights, for a model that
             transforms its features first (see `hessian_eigenvalues`).
+        l2: The coefficient of an L2 slope penalty `l2 · Σ slope²`, whose
+            curvature `2·l2` joins the slope block of `H`.
 
     Returns:
         A float > 0 (`inf` when `H` is zero, e.g. all weights zero).
     """
-    largest = float(hessian_eigenvalues(x, sample_weight, design=design)[-1])
+    largest = float(hessian_eigenvalues(x, sample_weight, design=design, l2=l2)[-1])
     if largest <= 0:
         return float("inf")
     return 2.0 / largest
 
 
-def hessian_eigenvalues(x, sample_weight=None, *, design=None) -> np.ndarray:
+def hessian_eigenvalues(x, sample_weight=None, *, design=None, l2=0.0) -> np.ndarray:
     """Eigenvalues (ascending) of the loss's Hessian `H = (2 / n) Z^T W Z`, in float64.
 
     `Z` is the Jacobian of the prediction in the trainable weights, `[x, 1]` for
@@ -99,6 +130,9 @@ def hessian_eigenvalues(x, sample_weight=None, *, design=None) -> np.ndarray:
         sample_weight: Optional non-negative array of shape `(n,)`.
         design: Optional function mapping a chunk of rows of `x` (shape `(m, k)`)
             to its rows of `Z` (shape `(m, p)`). Defaults to `[x, 1]`.
+        l2: An L2 slope penalty's coefficient: `H` gains `2·l2` on the diagonal
+            of its first `n_features` entries (the slope's; `Z`'s columns start
+            with the slope's).
 
     Returns:
         A float64 array of the `p` eigenvalues, ascending.
@@ -116,4 +150,8 @@ def hessian_eigenvalues(x, sample_weight=None, *, design=None) -> np.ndarray:
         if sample_weight is not None:
             weighted = z * sample_weight[start : start + _CHUNK_ROWS, None].astype(np.float64)
         gram = gram + z.T @ weighted
-    return np.linalg.eigvalsh((2.0 / n) * gram)
+    hessian = (2.0 / n) * gram
+    if l2:
+        k = x.shape[1] if x.ndim == 2 else 1
+        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
+    return np.linalg.eigvalsh(hessian)

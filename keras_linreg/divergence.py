@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_linreg import closed_form, inputs
+from keras_linreg import closed_form, inputs, regularization
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -228,8 +228,9 @@ class _TrainingData:
         if weights is not None:
             weights = inputs.to_numpy(weights).reshape(-1)[:n]
         try:
+            _, l2 = regularization.coefficients(model.slope_regularizer)
             return closed_form.max_stable_learning_rate(
-                inputs.to_numpy(x)[:n], weights, design=_jacobian(model)
+                inputs.to_numpy(x)[:n], weights, design=_jacobian(model), l2=l2
             )
         except (ValueError, np.linalg.LinAlgError, tf.errors.OpError):
             return None  # only a hint for the message: fall back to "a tenth"

@@ -98,7 +98,7 @@ def penalized_optimum(
     features' standard deviations for a `standardize=True` model, which
     penalizes its slope in standardized units). The intercept is never
     penalized. With `l1 = 0` this is ridge regression, solved in closed form
-    (QR of the weighted, centred design stacked on `sqrt(n·l2)·I`); with
+    by `closed_form.least_squares(..., l2=...)` in the coordinates `x / scale`; with
     `l1 > 0`, cyclic coordinate descent on the Gram matrix with exact
     soft-threshold updates (as scikit-learn's and glmnet's), to a change
     below `tol` relative to the largest coefficient.
@@ -134,6 +134,9 @@ def penalized_optimum(
     scale = np.ones(k) if scale is None else np.asarray(scale, dtype=np.float64).reshape(-1)
     # Penalized coordinates z = x / scale, coefficients beta = scale * slope.
     z = x / scale
+    if l1 == 0.0:  # ridge (or none): the closed form
+        beta, intercept = least_squares(z, y, w, fit_intercept=fit_intercept, l2=l2)
+        return beta / scale, intercept
     if fit_intercept:
         total = w.sum()
         z_mean = (w @ z) / total if total > 0 else np.zeros(k)
@@ -142,28 +145,21 @@ def penalized_optimum(
         z_mean, y_mean = np.zeros(k), 0.0
     zc = z - z_mean
     yc = y - y_mean
-    if l1 == 0.0:
-        root = np.sqrt(w)
-        design = np.vstack([zc * root[:, None], np.sqrt(n * l2) * np.eye(k)])
-        target = np.concatenate([yc * root, np.zeros(k)])
-        q, r = np.linalg.qr(design)
-        beta = np.linalg.lstsq(r, q.T @ target, rcond=None)[0]
-    else:
-        gram = (zc.T * w) @ zc / n
-        corr = (zc.T * w) @ yc / n
-        beta = np.zeros(k)
-        diag = np.diag(gram) + l2
-        for _ in range(max_sweeps):
-            largest_change = 0.0
-            for j in range(k):
-                if diag[j] == 0.0:
-                    continue
-                residual = corr[j] - gram[j] @ beta + gram[j, j] * beta[j]
-                new = np.sign(residual) * max(abs(residual) - l1 / 2.0, 0.0) / diag[j]
-                largest_change = max(largest_change, abs(new - beta[j]))
-                beta[j] = new
-            if largest_change <= tol * max(1.0, np.max(np.abs(beta))):
-                break
+    gram = (zc.T * w) @ zc / n
+    corr = (zc.T * w) @ yc / n
+    beta = np.zeros(k)
+    diag = np.diag(gram) + l2
+    for _ in range(max_sweeps):
+        largest_change = 0.0
+        for j in range(k):
+            if diag[j] == 0.0:
+                continue
+            residual = corr[j] - gram[j] @ beta + gram[j, j] * beta[j]
+            new = np.sign(residual) * max(abs(residual) - l1 / 2.0, 0.0) / diag[j]
+            largest_change = max(largest_change, abs(new - beta[j]))
+            beta[j] = new
+        if largest_change <= tol * max(1.0, np.max(np.abs(beta))):
+            break
     slope = beta / scale
     intercept = float(y_mean - z_mean @ beta) if fit_intercept else 0.0
     return slope, intercept
