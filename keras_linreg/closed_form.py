@@ -47,7 +47,8 @@ def least_squares(
     x, y, sample_weight = inputs.check_arrays(x, y, sample_weight)
     if not (np.isfinite(l2) and l2 >= 0):
         raise ValueError(
-            f"Received an invalid value for `l2`, expected a finite number >= 0. Received: l2={l2!r}"
+            "Received an invalid value for `l2`, expected a finite number >= 0. "
+            f"Received: l2={l2!r}"
         )
     x, y = x.astype(np.float64), y.astype(np.float64)
     n, k = x.shape

@@ -312,3 +312,89 @@ def test_a_custom_regularizer_has_no_reference_optimum(problem):
     model = keras_linreg.LinearRegression(slope_regularizer=SquaredNorm(0.1))
     with pytest.raises(ValueError, match="custom regularizer.*Received: slope_regularizer="):
         regularization.model_optimum(model, x, y)
+
+
+# ------------------------------------------------- least_squares(l2=) and L2 curvature
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["intercept", "origin"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_least_squares_ridge_equals_scikit_learn(problem, fit_intercept, weighted):
+    x, y = problem
+    w = np.random.default_rng(8).uniform(0.2, 3.0, N) if weighted else None
+    slope, intercept = keras_linreg.least_squares(
+        x, y, w, fit_intercept=fit_intercept, l2=0.05
+    )
+    # Σ w r² / n + l2 Σ s² is scikit-learn's Σ w r² + alpha Σ s² divided by n.
+    fitted = Ridge(alpha=N * 0.05, fit_intercept=fit_intercept, solver="cholesky", tol=1e-12)
+    fitted = fitted.fit(x.astype("float64"), y.astype("float64"), sample_weight=w)
+    np.testing.assert_allclose(slope, fitted.coef_, rtol=1e-8, atol=1e-12)
+    assert intercept == pytest.approx(float(fitted.intercept_), rel=1e-8, abs=1e-12)
+    if not fit_intercept:
+        assert intercept == 0.0
+
+
+def test_least_squares_through_the_origin_equals_lstsq(problem):
+    x, y = problem
+    slope, intercept = keras_linreg.least_squares(x, y, fit_intercept=False)
+    expected, *_ = np.linalg.lstsq(x.astype("float64"), y.astype("float64"), rcond=None)
+    np.testing.assert_allclose(slope, expected, rtol=1e-10)
+    assert intercept == 0.0
+
+
+def test_least_squares_refuses_a_negative_l2(problem):
+    x, y = problem
+    with pytest.raises(ValueError, match="`l2`.*Received: l2=-0.1"):
+        keras_linreg.least_squares(x, y, l2=-0.1)
+
+
+def test_large_feature_offsets_solve_to_full_precision():
+    """Unix timestamps: centring before the solve keeps every digit of the slope."""
+    x = 1.7e9 + 60.0 * np.arange(2000)
+    y = 1e-3 * (x - 1.7e9)
+    slope, intercept = keras_linreg.least_squares(x, y)
+    assert slope[0] == pytest.approx(1e-3, rel=1e-10)
+    assert intercept == pytest.approx(-1.7e6, rel=1e-10)
+
+
+def _penalized_gd(x, y, learning_rate, l2, steps):
+    """Full-batch gradient descent on Σr²/n + l2 Σs², float64, by hand."""
+    design = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    y = y.astype(np.float64)
+    theta = np.zeros(design.shape[1])
+    for _ in range(steps):
+        gradient = (2.0 / len(y)) * design.T @ (design @ theta - y)
+        gradient[:-1] += 2.0 * l2 * theta[:-1]
+        theta = theta - learning_rate * gradient
+    return theta
+
+
+def test_the_stable_rate_counts_the_l2_curvature(problem):
+    x, y = problem
+    l2 = 2.0  # large enough to move the top eigenvalue visibly
+    design = np.hstack([x.astype(np.float64), np.ones((N, 1))])
+    hessian = (2.0 / N) * design.T @ design
+    hessian[np.arange(K), np.arange(K)] += 2.0 * l2
+    expected = 2.0 / np.linalg.eigvalsh(hessian)[-1]
+    rate = keras_linreg.max_stable_learning_rate(x, l2=l2)
+    assert rate == pytest.approx(expected, rel=1e-10)
+    assert rate < 0.8 * keras_linreg.max_stable_learning_rate(x)
+    # Just below it gradient descent reaches the ridge optimum; just above, it runs away.
+    optimum = np.append(*keras_linreg.least_squares(x, y, l2=l2))
+    below = _penalized_gd(x, y, 0.98 * rate, l2, 3000)
+    above = _penalized_gd(x, y, 1.02 * rate, l2, 3000)
+    assert np.linalg.norm(below - optimum) < 1e-6 * np.linalg.norm(optimum)
+    assert np.linalg.norm(above - optimum) > 1e3 * np.linalg.norm(optimum)
+
+
+def test_a_diverging_ridge_fit_quotes_the_penalized_stable_rate(problem):
+    x, y = problem
+    l2 = 2.0
+    stable = keras_linreg.max_stable_learning_rate(x, l2=l2)
+    model = keras_linreg.LinearRegression(
+        learning_rate=2.0 * stable, slope_regularizer=keras.regularizers.L2(l2)
+    )
+    model.compile()
+    with pytest.raises(keras_linreg.DivergenceError) as info:
+        model.fit(x, y, batch_size=N, epochs=200, shuffle=False, verbose=0)
+    # (Keras keeps l2 as float32.)
+    assert info.value.max_stable_learning_rate == pytest.approx(stable, rel=1e-6)
+    assert f"{stable:.6g}" in str(info.value)
