@@ -157,6 +157,7 @@ def check_fit_arguments(model, x, y, args, kwargs):
     """
     arguments = _bind(_FIT_SIGNATURE, model, x, y, args, kwargs)
     x, y = arguments.pop("x"), arguments.pop("y")
+    _record_column_names(model, x)
     x, y, weights = _check_for_model(
         model, x, y, arguments.get("sample_weight"), _NAMES, require_y=True
     )
@@ -259,6 +260,7 @@ def _check_for_model(model, x, y, sample_weight, names, require_y):
     n_features = getattr(model, "n_features", None) if model.built else None
     column_names = None
     if hasattr(x, "columns"):
+        x = _select_columns(model, x, names[0])
         column_names = [str(c) for c in x.columns]
     elif getattr(model, "feature_names", None):
         column_names = list(model.feature_names)
@@ -278,6 +280,49 @@ def _check_for_model(model, x, y, sample_weight, names, require_y):
         array if isinstance(value, (list, tuple)) else value
         for value, array in ((x, x_array), (y, y_array), (sample_weight, w_array))
     )
+
+
+def _record_column_names(model, x):
+    """`fit` on a DataFrame names the features, unless the model already has names.
+
+    Only when the column count fits the model (built or not); a mismatch is left to
+    the shape check, which names both counts.
+    """
+    if getattr(model, "feature_names", None) or not (
+        hasattr(x, "columns") and _is_pandas(x)
+    ):
+        return
+    names = tuple(str(column) for column in x.columns)
+    if len(set(names)) != len(names):
+        return  # duplicate labels cannot select columns by name
+    if model.built and getattr(model, "n_features", None) != len(names):
+        return
+    model.feature_names = names
+
+
+def _select_columns(model, frame, name):
+    """A DataFrame's columns in the order of `model.feature_names`, chosen by name.
+
+    Columns may come in any order and extra ones are ignored, as a model that
+    knows its features' names should; a missing name is an error naming it.
+    Without `feature_names` the columns are taken as they are (positionally).
+    """
+    names = getattr(model, "feature_names", None)
+    if not names or not _is_pandas(frame):
+        return frame
+    labels = {str(column): column for column in frame.columns}
+    missing = [feature for feature in names if feature not in labels]
+    if missing:
+        raise ValueError(
+            f"Received an invalid `{name}`: the model's features are "
+            f"feature_names={tuple(names)!r}, selected from a DataFrame by name, but "
+            f"column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+            f"{'are' if len(missing) > 1 else 'is'} missing. "
+            f"Received: {name}.columns={list(labels)!r}"
+        )
+    if list(labels) == list(names):
+        return frame
+    return frame[[labels[feature] for feature in names]]
 
 
 # --------------------------------------------------------------------- checking

@@ -72,7 +72,11 @@ class LinearRegression(keras.Model):
             `"zeros"`.
         feature_names: Optional sequence of `n_features` column names. They
             travel with `.keras` files and exports, and name the slopes in
-            logs and reports.
+            logs and reports. `fit` on a pandas DataFrame records its column
+            names when none were given; `fit`, `evaluate` and `predict` on a
+            DataFrame then select the columns by name (any order, extra
+            columns ignored; a missing one is an error). Arrays stay
+            positional.
         standardize: If True, learn on standardized features
             `(x - mean) / std`, with statistics from `model.adapt(x)` or the
             first `fit` on arrays; `slope` and `intercept` are then read-only

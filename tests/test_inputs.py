@@ -445,3 +445,71 @@ def test_fractional_split_the_divergence_message_uses_exactly_those_rows():
     seven = keras_linreg.max_stable_learning_rate(x[:7])
     assert info.value.max_stable_learning_rate == pytest.approx(seven, rel=1e-9)
     assert abs(keras_linreg.max_stable_learning_rate(x[:8]) - seven) > 1e-3 * seven
+
+
+# ---------------------------------------------------------- DataFrame column names
+def _frame_problem(rng, n=60):
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.normal(5.0, 2.0, size=n),
+            "c": rng.normal(-3.0, 0.5, size=n),
+        }
+    ).astype("float32")
+    y = (frame.to_numpy() @ np.array([1.0, -2.0, 3.0]) + 0.5).astype("float32")
+    return frame, y
+
+
+def test_fit_on_a_dataframe_records_its_column_names(rng, tmp_path):
+    frame, y = _frame_problem(rng)
+    model = keras_linreg.LinearRegression(learning_rate=0.01)
+    model.compile()
+    model.fit(frame, y, epochs=1, verbose=0)
+    assert model.feature_names == ("a", "b", "c")
+    assert model.get_config()["feature_names"] == ["a", "b", "c"]
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").feature_names == ("a", "b", "c")
+
+
+def test_names_given_by_the_user_are_kept_over_the_columns(rng):
+    frame, y = _frame_problem(rng)
+    model = _model(feature_names=["c", "b", "a"])
+    model.fit(frame, y, epochs=1, verbose=0)
+    assert model.feature_names == ("c", "b", "a")
+
+
+def test_predict_and_evaluate_select_columns_by_name(rng):
+    frame, y = _frame_problem(rng)
+    model = _model(feature_names=["a", "b", "c"])
+    model.slope.assign([1.0, -2.0, 3.0])
+    expected = frame.to_numpy() @ np.array([1.0, -2.0, 3.0]) + 1.0  # intercept 1
+    shuffled = frame[["c", "a", "b"]].assign(extra=np.arange(len(frame), dtype="float32"))
+    np.testing.assert_allclose(model.predict(shuffled, verbose=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(model.predict(frame.to_numpy(), verbose=0), expected, rtol=1e-5)
+    reordered = model.evaluate(shuffled, y, verbose=0, return_dict=True)["loss"]
+    in_order = model.evaluate(frame, y, verbose=0, return_dict=True)["loss"]
+    assert reordered == pytest.approx(in_order, rel=1e-6)
+    assert in_order == pytest.approx(np.mean((expected - y) ** 2), rel=1e-4)
+
+
+def test_fit_selects_columns_by_name_too(rng):
+    frame, y = _frame_problem(rng)
+    first, second = _model(feature_names=["a", "b", "c"]), _model(feature_names=["a", "b", "c"])
+    first.fit(frame, y, batch_size=60, epochs=3, shuffle=False, verbose=0)
+    second.fit(frame[["b", "c", "a"]], y, batch_size=60, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(second.get_parameters()[0], first.get_parameters()[0], rtol=1e-6)
+
+
+def test_a_missing_or_renamed_column_is_an_error_naming_it(rng):
+    frame, y = _frame_problem(rng)
+    model = _model(feature_names=["a", "b", "c"])
+    before = _state(model)
+    renamed = frame.rename(columns={"b": "B"})
+    with pytest.raises(ValueError, match=r"column 'b' is missing\. Received: x\.columns="):
+        model.fit(renamed, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"columns 'a', 'c' are missing"):
+        model.predict(frame[["b"]], verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_data\[0\]`.*'b' is missing"):
+        model.fit(frame, y, validation_data=(renamed, y), epochs=1, verbose=0)
+    np.testing.assert_array_equal(_state(model)[0], before[0])
+    assert _state(model)[1:] == before[1:]
