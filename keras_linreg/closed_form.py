@@ -112,6 +112,7 @@ class _Solution:
     uncentered_tss: float
     q: np.ndarray | None = None  # in memory: A[:, keep] = q @ r, (n, q)
     residual: np.ndarray | None = None  # in memory: sqrt(w)·(y − ŷ), (n,)
+    weighted: bool = False  # whether sample weights were given
     feature_names: tuple[str, ...] | None = None
 
     @property
@@ -161,6 +162,7 @@ def _solve(x, y, sample_weight, *, fit_intercept, l2=0.0, keep_rows=False):
         solution = _solve_in_memory(x, y, w, fit_intercept=fit_intercept, l2=l2,
                                     keep_rows=keep_rows)
     solution.feature_names = names
+    solution.weighted = w is not None
     return solution
 
 
@@ -423,7 +425,9 @@ def _solve_batches(batches, *, fit_intercept, l2, shift=None):
     n = positive = 0
     weight_sum = log_weight_sum = uncentered = 0.0
     names = None
+    weighted = False
     for _index, x, y, w, batch_names in batches:
+        weighted = weighted or w is not None
         x = x.astype(np.float64)
         y = y.astype(np.float64)
         weights = np.ones(len(x)) if w is None else w.astype(np.float64)
@@ -504,6 +508,7 @@ def _solve_batches(batches, *, fit_intercept, l2, shift=None):
         uncentered_tss=uncentered,
     )
     solution.feature_names = names
+    solution.weighted = weighted
     return solution
 
 
