@@ -124,7 +124,7 @@ class OLSResult:
         stat = "t" if self.use_t else "z"
         names = self.param_names
         name_width = max(10, *(len(name) for name in names))
-        width = max(78, name_width + 6 * 12)
+        width = max(78, name_width + 6 * 13)
         left = [
             ("Model:", "WLS" if self.weighted else "OLS"),
             ("Covariance type:", self.cov_type),
@@ -146,16 +146,16 @@ class OLSResult:
         ]
         lines = ["Least Squares Regression Results (keras_linreg)".center(width), "=" * width]
         for (a, b), (c, d) in zip(left, right, strict=True):
-            lines.append(f"{a:<18}{b:>18}   {c:<24}{d:>15}")
+            lines.append(f"{a:<18}{b:>18}   {c:<24}{d:>{width - 63}}")
         lines.append("=" * width)
         headers = ("coef", "std err", stat, f"P>|{stat}|", "[0.025", "0.975]")
-        lines.append(f"{'':<{name_width}}" + "".join(f"{h:>12}" for h in headers))
+        lines.append(f"{'':<{name_width}}" + "".join(f"{h:>13}" for h in headers))
         lines.append("-" * width)
         interval = self.conf_int()
         for i, name in enumerate(names):
             cells = (self.params[i], self.bse[i], self.tvalues[i], self.pvalues[i],
                      interval[i, 0], interval[i, 1])
-            lines.append(f"{name:<{name_width}}" + "".join(f"{_g(c, 6):>12}" for c in cells))
+            lines.append(f"{name:<{name_width}}" + "".join(f" {_g(c, 6):>12}" for c in cells))
         lines.append("=" * width)
         if self.cov_type != "nonrobust":
             lines.append(
