@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export", metavar="DIR", help="write a SavedModel here (must not exist)")
     train.add_argument("--save", metavar="FILE.keras", help="write a .keras file (must not exist)")
     train.add_argument("--plot", metavar="FILE.png", help="write a PNG of the fit and the loss")
+    train.add_argument(
+        "--report",
+        metavar="FILE.json",
+        help="write the report as JSON: each parameter beside the optimum, its gap, se, t, p "
+        "and 95%% interval, plus R², adjusted R², F and p(F) (replaces an old file)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     predict = commands.add_parser(

@@ -69,7 +69,7 @@ def train(args) -> int:
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
     from keras_linreg.inputs import split_point
-    from keras_linreg_cli.report import fit_regression, format_report, summarize
+    from keras_linreg_cli.report import fit_regression, format_report, summarize, write_report
 
     train_rows = split_point(len(y), args.validation_split)  # the rows Keras trains on
     if train_rows < 2:
@@ -77,6 +77,15 @@ def train(args) -> int:
             f"--validation-split {args.validation_split} leaves {train_rows} of {len(y)} rows "
             "for training; expected at least 2"
         )
+
+    report_path = getattr(args, "report", None)
+    if report_path is not None:
+        from keras_linreg._atomic import check_target, local_path
+
+        try:
+            check_target(local_path(report_path, "--report"), overwrite=True)
+        except ValueError as error:
+            raise InputError(str(error)) from None
 
     log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
     try:
@@ -97,8 +106,12 @@ def train(args) -> int:
         )
     except keras_linreg.DivergenceError as error:
         raise InputError(str(error)) from None  # the message names the rate to try
-    print(format_report(summarize(model, history, x, y, args.validation_split)))
+    report = summarize(model, history, x, y, args.validation_split)
+    print(format_report(report))
     print(f"TensorBoard logs: {log_dir}")
+    if report_path is not None:
+        write_report(report_path, report)
+        print(f"Report: {report_path}")
     if args.export:
         keras_linreg.export_saved_model(model, args.export)
         print(f"SavedModel: {args.export}")

@@ -1,22 +1,35 @@
 """`keras-linreg train`'s fit and its report: the model beside least squares.
 
 The report is computed on exactly the rows the model trained on: the first
-`keras_linreg.inputs.split_point(n, validation_split)`, Keras' own cut.
+`keras_linreg.inputs.split_point(n, validation_split)`, Keras' own cut. Beside each
+parameter it gives the optimum, the gap and the least-squares fit's statistics
+(`keras_linreg.ols`: standard error, t, p, 95% interval), plus R², adjusted R² and
+the F test; `write_report` writes it all as JSON.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from keras_linreg import LinearRegression
+from keras_linreg import LinearRegression, OLSResult, ols
+from keras_linreg._atomic import write_atomically
 from keras_linreg.inputs import split_point
 from keras_linreg.regularization import model_optimum
 
-__all__ = ["TrainingReport", "fit_regression", "format_report", "summarize"]
+__all__ = [
+    "TrainingReport",
+    "fit_regression",
+    "format_report",
+    "report_dict",
+    "summarize",
+    "write_report",
+]
 
 
 @dataclass
@@ -27,6 +40,11 @@ class TrainingReport:
     has a `slope_regularizer` (`penalized` is then True). `r2` is the
     coefficient of determination on the training data,
     `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`, in float64.
+    `statistics` is `keras_linreg.ols` on the same rows (the least-squares
+    fit's standard errors, tests and intervals; for a penalized model they
+    describe least squares, not the penalized optimum), or None with the
+    reason in `statistics_error` when they are undefined (e.g. a constant
+    column, as many rows as parameters).
     """
 
     feature_names: list[str]
@@ -39,6 +57,8 @@ class TrainingReport:
     optimum_intercept: float
     epochs: int
     penalized: bool = False
+    statistics: OLSResult | None = None
+    statistics_error: str | None = None
 
     @property
     def gap(self) -> float:
@@ -130,6 +150,11 @@ def summarize(
     total = np.sum((y64 - y64.mean()) ** 2)
     r2 = float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
     names = list(model.feature_names or [f"x{i}" for i in range(len(slope))])
+    statistics, statistics_error = None, None
+    try:
+        statistics = ols(x64, y64, feature_names=names)
+    except ValueError as error:
+        statistics_error = str(error)
     logs = history.history
     return TrainingReport(
         feature_names=names,
@@ -142,30 +167,114 @@ def summarize(
         optimum_intercept=optimum_intercept,
         epochs=len(logs["loss"]),
         penalized=model.slope_regularizer is not None,
+        statistics=statistics,
+        statistics_error=statistics_error,
     )
 
 
-def format_report(report: TrainingReport) -> str:
-    """The report as a fixed-width table, one parameter a row."""
-    width = max(12, *(len(f"slope[{name}]") for name in report.feature_names))
-    lines = [
-        f"{'parameter':<{width}}  {'model':>14}  "
-        f"{'optimum' if report.penalized else 'least squares':>14}  {'gap':>10}",
-    ]
+def _rows(report):
+    """`(label, model value, optimum)` per parameter, slopes first."""
     rows = [
-        (f"slope[{name}]", value, optimum)
+        (f"slope[{name}]", float(value), float(optimum))
         for name, value, optimum in zip(
             report.feature_names, report.slope, report.optimum_slope, strict=True
         )
     ]
-    rows.append(("intercept", report.intercept, report.optimum_intercept))
-    for label, value, optimum in rows:
-        lines.append(
-            f"{label:<{width}}  {value:>14.6g}  {optimum:>14.6g}  {abs(value - optimum):>10.3g}"
-        )
+    rows.append(("intercept", float(report.intercept), float(report.optimum_intercept)))
+    return rows
+
+
+def format_report(report: TrainingReport) -> str:
+    """The report as a fixed-width table, one parameter a row.
+
+    With `statistics`, each row adds the least-squares standard error, t, p and
+    95% interval, and a last line gives R², adjusted R², F and its p-value.
+    """
+    width = max(12, *(len(f"slope[{name}]") for name in report.feature_names))
+    stats = report.statistics
+    header = (
+        f"{'parameter':<{width}}  {'model':>14}  "
+        f"{'optimum' if report.penalized else 'least squares':>14}  {'gap':>10}"
+    )
+    if stats is not None:
+        header += f"  {'se':>10}  {'t':>9}  {'p':>9}  {'[0.025':>11}  {'0.975]':>11}"
+    lines = [header]
+    interval = stats.conf_int() if stats is not None else None
+    for i, (label, value, optimum) in enumerate(_rows(report)):
+        line = f"{label:<{width}}  {value:>14.6g}  {optimum:>14.6g}  {abs(value - optimum):>10.3g}"
+        if stats is not None:
+            line += (
+                f"  {stats.bse[i]:>10.4g}  {stats.tvalues[i]:>9.4g}  {stats.pvalues[i]:>9.3g}"
+                f"  {interval[i, 0]:>11.6g}  {interval[i, 1]:>11.6g}"
+            )
+        lines.append(line)
     lines.append("")
     lines.append(f"epochs {report.epochs}   final loss {report.loss:.6g}")
     if report.val_loss is not None:
         lines[-1] += f"   val_loss {report.val_loss:.6g}"
     lines[-1] += f"   R² {report.r2:.6f}"
+    if stats is not None:
+        lines.append(
+            f"OLS on the {stats.nobs} training rows: R² {stats.rsquared:.6f}   "
+            f"adj. R² {stats.rsquared_adj:.6f}   F {stats.fvalue:.6g}   "
+            f"p(F) {stats.f_pvalue:.3g}"
+        )
+    elif report.statistics_error:
+        lines.append(f"no standard errors: {report.statistics_error}")
     return "\n".join(lines)
+
+
+def report_dict(report: TrainingReport) -> dict:
+    """The report as a JSON-safe dict (full-precision floats; non-finite values as None).
+
+    `parameters` lists, per parameter (slopes, then the intercept): `name`, the
+    `model`'s value, the `optimum`, the `gap` and, when defined, the
+    least-squares `se`, `t`, `p`, `ci_low` and `ci_high` (95%). The fit's
+    `rsquared`, `rsquared_adj`, `fvalue`, `f_pvalue` are those of least squares
+    on the training rows; `r2` is the model's; `statistics` is
+    `OLSResult.to_dict()` (or None, with `statistics_error`).
+    """
+    stats = report.statistics
+    interval = stats.conf_int() if stats is not None else None
+    parameters = []
+    for i, (label, value, optimum) in enumerate(_rows(report)):
+        entry = {"name": label, "model": value, "optimum": optimum, "gap": abs(value - optimum)}
+        if stats is not None:
+            entry.update(
+                se=stats.bse[i], t=stats.tvalues[i], p=stats.pvalues[i],
+                ci_low=interval[i, 0], ci_high=interval[i, 1],
+            )  # fmt: skip
+        parameters.append({k: _json_value(v) for k, v in entry.items()})
+    summary = {
+        "optimum": "penalized" if report.penalized else "least squares",
+        "parameters": parameters,
+        "gap": _json_value(report.gap),
+        "epochs": report.epochs,
+        "loss": _json_value(report.loss),
+        "val_loss": _json_value(report.val_loss),
+        "r2": _json_value(report.r2),
+    }
+    for name in ("rsquared", "rsquared_adj", "fvalue", "f_pvalue", "resid_std", "nobs",
+                 "df_model", "df_resid"):
+        summary[name] = _json_value(getattr(stats, name)) if stats is not None else None
+    summary["statistics"] = stats.to_dict() if stats is not None else None
+    summary["statistics_error"] = report.statistics_error
+    return summary
+
+
+def write_report(path, report: TrainingReport, *, argument="--report") -> str:
+    """Writes `report_dict(report)` as JSON to `path`, atomically (replacing an old file)."""
+    text = json.dumps(report_dict(report), indent=2, allow_nan=False) + "\n"
+
+    def write(temporary):
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(text)
+
+    return write_atomically(path, write, overwrite=True, argument=argument)
+
+
+def _json_value(value):
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None

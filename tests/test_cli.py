@@ -161,8 +161,8 @@ def test_a_fractional_validation_split_reports_on_the_rows_keras_trained_on(
     (slope7, intercept7), *_ = np.linalg.lstsq(design[:7], y[:7], rcond=None)
     (slope8, intercept8), *_ = np.linalg.lstsq(design[:8], y[:8], rcond=None)
     table = _report(out)
-    model_slope, optimum_slope, slope_gap = map(float, table["slope[x]"])
-    model_intercept, optimum_intercept, intercept_gap = map(float, table["intercept"])
+    model_slope, optimum_slope, slope_gap = map(float, table["slope[x]"][:3])
+    model_intercept, optimum_intercept, intercept_gap = map(float, table["intercept"][:3])
     np.testing.assert_allclose([optimum_slope, optimum_intercept], [slope7, intercept7], rtol=1e-5)
     assert abs(optimum_slope - slope8) > 1.0  # the 8-row optimum is far away: the test can fail
     # A converged model: the gap to the 7-row optimum is ~0 (float32 training).
@@ -354,7 +354,7 @@ def test_train_with_l1_and_l2_reports_the_penalized_optimum(relation_csv, tmp_pa
     assert np.max(np.abs(optimum - keras_linreg.least_squares(x, y)[0])) > 0.1  # it matters
     table = _report(out)
     for i, name in enumerate(("a", "b")):
-        model_value, optimum_value, gap = map(float, table[f"slope[{name}]"])
+        model_value, optimum_value, gap = map(float, table[f"slope[{name}]"][:3])
         assert optimum_value == pytest.approx(optimum[i], rel=1e-5)
         assert model_value == pytest.approx(optimum[i], rel=1e-4)
         assert gap < 1e-4
@@ -366,3 +366,46 @@ def test_a_negative_penalty_is_a_usage_error(relation_csv, capfd, flag):
     status, _, err = _run(capfd, "train", path, "--target", "y", flag, "-1")
     assert status == 2
     assert f"argument {flag}: expected a number >= 0, received '-1'" in err
+
+
+def test_train_report_json_on_the_training_rows(relation_csv, tmp_path, capfd):
+    import json
+
+    import statsmodels.api as sm
+
+    path, x, y = relation_csv
+    report = tmp_path / "report.json"
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--epochs", 60, "--learning-rate", 0.5,
+        "--standardize", "--validation-split", 0.2, "--log-dir", tmp_path / "logs", "--quiet",
+        "--report", report,
+    )  # fmt: skip
+    assert status == 0, err
+    assert f"Report: {report}" in out
+    written = json.loads(report.read_text())
+    # The optimum and the statistics are those of the 160 training rows.
+    reference = sm.OLS(y[:160], sm.add_constant(x[:160], prepend=False)).fit()
+    assert written["nobs"] == 160
+    assert [p["name"] for p in written["parameters"]] == ["slope[a]", "slope[b]", "intercept"]
+    for i, entry in enumerate(written["parameters"]):
+        assert entry["optimum"] == pytest.approx(reference.params[i], rel=1e-9)
+        assert entry["se"] == pytest.approx(reference.bse[i], rel=1e-8)
+        assert entry["t"] == pytest.approx(reference.tvalues[i], rel=1e-8)
+        assert [entry["ci_low"], entry["ci_high"]] == pytest.approx(reference.conf_int()[i],
+                                                                    rel=1e-8)
+        assert entry["gap"] < 1e-3
+    for name in ("rsquared", "rsquared_adj", "fvalue"):
+        assert written[name] == pytest.approx(getattr(reference, name), rel=1e-8)
+    table = _report(out)
+    assert float(table["slope[a]"][3]) == pytest.approx(reference.bse[0], rel=1e-3)  # se column
+
+
+def test_train_report_into_a_directory_is_refused_before_training(relation_csv, tmp_path, capfd):
+    path, _, _ = relation_csv
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--report", tmp_path, "--log-dir",
+        tmp_path / "logs",
+    )  # fmt: skip
+    assert status == 2
+    assert "expected a file" in err and "epochs" not in out
+    assert not (tmp_path / "logs").exists()

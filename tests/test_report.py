@@ -77,3 +77,75 @@ def test_format_report_lists_every_parameter_beside_least_squares():
     assert lines[2].split() == ["slope[rooms]", "-1.5", "-1.5", "0"]
     assert lines[3].split() == ["intercept", "0.25", "0", "0.25"]
     assert lines[5] == "epochs 7   final loss 0.5   R² 0.875000"
+
+
+# ------------------------------------------------------- statistics in the report
+def _statsmodels(x, y):
+    import statsmodels.api as sm
+
+    return sm.OLS(y, sm.add_constant(x, prepend=False)).fit()
+
+
+def test_the_report_gives_statsmodels_statistics_on_the_training_rows(rng):
+    x = rng.normal(size=(200, 2)).astype("float32")
+    y = (x @ [1.0, 0.05] + 0.5 + rng.normal(0, 1.0, 200)).astype("float32")
+    model, history = fit_regression(
+        x, y, feature_names=["u", "v"], learning_rate=0.2, epochs=100, validation_split=0.25
+    )
+    report = summarize(model, history, x, y, validation_split=0.25)
+    reference = _statsmodels(x[:150].astype("float64"), y[:150].astype("float64"))
+    stats = report.statistics
+    assert stats.nobs == 150  # exactly the rows Keras trained on
+    for name in ("params", "bse", "tvalues", "pvalues"):
+        np.testing.assert_allclose(getattr(stats, name), getattr(reference, name), rtol=1e-8)
+    np.testing.assert_allclose(stats.conf_int(), reference.conf_int(), rtol=1e-8)
+    for name in ("rsquared", "rsquared_adj", "fvalue", "f_pvalue"):
+        assert getattr(stats, name) == pytest.approx(getattr(reference, name), rel=1e-8)
+    np.testing.assert_allclose(stats.params, np.r_[report.optimum_slope, report.optimum_intercept],
+                               rtol=1e-12)
+    lines = format_report(report).splitlines()
+    assert lines[0].split()[-5:] == ["se", "t", "p", "[0.025", "0.975]"]
+    cells = lines[1].split()
+    assert cells[0] == "slope[u]"
+    np.testing.assert_allclose([float(c) for c in cells[4:]],
+                               [reference.bse[0], reference.tvalues[0], reference.pvalues[0],
+                                *reference.conf_int()[0]], rtol=5e-3)  # printed to 3-6 digits
+    assert lines[-1].startswith("OLS on the 150 training rows: R² ")
+    assert f"F {reference.fvalue:.6g}" in lines[-1]
+
+
+def test_report_dict_and_write_report(rng, tmp_path):
+    import json
+
+    from keras_linreg_cli.report import report_dict, write_report
+
+    x = rng.normal(size=(60, 1)).astype("float32")
+    y = (2.0 * x[:, 0] - 1.0 + rng.normal(0, 0.5, 60)).astype("float32")
+    model, history = fit_regression(x, y, feature_names=["z"], learning_rate=0.3, epochs=50)
+    report = summarize(model, history, x, y)
+    path = write_report(tmp_path / "out" / "report.json", report)
+    with open(path, encoding="utf-8") as stream:
+        written = json.load(stream)
+    assert written == json.loads(json.dumps(report_dict(report)))
+    assert [p["name"] for p in written["parameters"]] == ["slope[z]", "intercept"]
+    reference = _statsmodels(x.astype("float64"), y.astype("float64"))
+    for i, entry in enumerate(written["parameters"]):
+        assert entry["se"] == float(report.statistics.bse[i])  # full precision survives JSON
+        assert entry["se"] == pytest.approx(reference.bse[i], rel=1e-8)
+        assert [entry["ci_low"], entry["ci_high"]] == pytest.approx(reference.conf_int()[i],
+                                                                    rel=1e-8)
+        assert entry["gap"] == abs(entry["model"] - entry["optimum"])
+    assert written["rsquared"] == pytest.approx(reference.rsquared, rel=1e-8)
+    assert written["nobs"] == 60 and written["statistics"]["model"] == "OLS"
+    # Replaced atomically: no temporary left beside it.
+    write_report(path, report)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json"]
+
+
+def test_undefined_statistics_are_explained_not_raised(rng):
+    x = np.c_[rng.normal(size=30), np.full(30, 2.0)].astype("float32")  # a constant column
+    y = (x[:, 0] + rng.normal(0, 0.1, 30)).astype("float32")
+    model, history = fit_regression(x, y, learning_rate=0.1, epochs=5)
+    report = summarize(model, history, x, y)
+    assert report.statistics is None and "column 1 ('x1')" in report.statistics_error
+    assert format_report(report).splitlines()[-1].startswith("no standard errors: ")
