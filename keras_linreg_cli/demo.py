@@ -108,8 +108,21 @@ def run_demo(
     result = DemoResult(
         losses, float(slope[0]), intercept, float(optimum_slope[0]), optimum_intercept
     )
-    print(f"slope     {result.slope:.6f}   (least squares {result.optimum_slope:.6f})")
-    print(f"intercept {result.intercept:.6f}   (least squares {result.optimum_intercept:.6f})")
+    stats = keras_linreg.ols(x, y, feature_names=["x"])  # the same rows, float64
+    interval = stats.conf_int()
+    for i, (label, value, optimum) in enumerate(
+        (("slope    ", result.slope, result.optimum_slope),
+         ("intercept", result.intercept, result.optimum_intercept))
+    ):
+        print(
+            f"{label} {value:.6f}   (least squares {optimum:.6f}, gap {abs(value - optimum):.3g}, "
+            f"se {stats.bse[i]:.4g}, t {stats.tvalues[i]:.4g}, p {stats.pvalues[i]:.3g}, "
+            f"95% CI [{interval[i, 0]:.6f}, {interval[i, 1]:.6f}])"
+        )
+    print(
+        f"least squares fit: R² {stats.rsquared:.6f}   adj. R² {stats.rsquared_adj:.6f}   "
+        f"F {stats.fvalue:.6g}   p(F) {stats.f_pvalue:.3g}"
+    )
 
     os.makedirs(out, exist_ok=True)
     plot_path = os.path.join(out, "fit.png")

@@ -199,6 +199,20 @@ def test_demo_reproduces_the_tutorial(tmp_path, capfd, monkeypatch):
         bias -= 0.01 * 2 * np.mean(residual)
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
     assert "least squares" in out
+    # Beside each parameter, statsmodels' statistics of least squares on the same rows.
+    import statsmodels.api as sm
+
+    reference = sm.OLS(y, sm.add_constant(x, prepend=False)).fit()
+    lines = {line.split()[0]: line for line in out.splitlines() if line}
+    for i, label in enumerate(("slope", "intercept")):
+        fields = lines[label].replace(",", " ").replace("[", " ").replace("]", " ").split()
+        se = float(fields[fields.index("se") + 1])
+        low, high = map(float, fields[fields.index("CI") + 1 : fields.index("CI") + 3])
+        assert se == pytest.approx(reference.bse[i], rel=1e-3)
+        np.testing.assert_allclose([low, high], reference.conf_int()[i], rtol=1e-5)
+    fit_line = lines["least"].split()
+    assert float(fit_line[fit_line.index("R²") + 1]) == pytest.approx(reference.rsquared, abs=1e-6)
+    assert float(fit_line[fit_line.index("F") + 1]) == pytest.approx(reference.fvalue, rel=1e-5)
     # Side by side: standardized features reach the optimum in a few epochs.
     raw, standardized = (line.split()[-2] for line in out.splitlines() if "learning_rate=" in line)
     assert int(raw) > 1000 and int(standardized) <= 5
