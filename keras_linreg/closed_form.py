@@ -340,10 +340,10 @@ def _split(a):
     return high, a - high
 
 
-def _two_product(a, b):
-    """`a · b` as `(p, e)` with `p + e` exact (Dekker's TwoProduct)."""
+def _two_product(a, b, a_split=None):
+    """`a · b` as `(p, e)` with `p + e` exact (Dekker's TwoProduct); `a_split` = `_split(a)`."""
     p = a * b
-    a_hi, a_lo = _split(a)
+    a_hi, a_lo = _split(a) if a_split is None else a_split
     b_hi, b_lo = _split(b)
     return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
 
@@ -360,9 +360,10 @@ def _refine(design, target, q, r, transform, u, theta, residual_hi, residual_lo)
     (one or two steps). A step that does not shrink the correction ends it.
     """
     previous = np.inf
+    design_split = _split(design)  # once: every product below reuses it
     for _ in range(_REFINE_STEPS):
-        f = _residual_f(design, target, residual_hi, residual_lo, theta)
-        g = transform.T @ _residual_g(design, residual_hi, residual_lo)
+        f = _residual_f(design, design_split, target, residual_hi, residual_lo, theta)
+        g = transform.T @ _residual_g(design, design_split, residual_hi, residual_lo)
         f1 = q.T @ f
         h1 = solve_triangular(r, g, trans="T")
         du = solve_triangular(r, f1 - h1)
@@ -379,7 +380,7 @@ def _refine(design, target, q, r, transform, u, theta, residual_hi, residual_lo)
     return theta, residual_hi, residual_lo
 
 
-def _residual_f(design, target, residual_hi, residual_lo, theta):
+def _residual_f(design, design_split, target, residual_hi, residual_lo, theta):
     """`target − residual − design @ theta`, in double-double, rounded to float64."""
     s = target.copy()
     e = np.zeros_like(s)
@@ -389,15 +390,16 @@ def _residual_f(design, target, residual_hi, residual_lo, theta):
     for j in range(design.shape[1]):
         if theta[j] == 0.0:
             continue
-        product, product_error = _two_product(design[:, j], theta[j])
+        column_split = (design_split[0][:, j], design_split[1][:, j])
+        product, product_error = _two_product(design[:, j], theta[j], column_split)
         s, error = _two_sum(s, -product)
         e += error - product_error
     return s + e
 
 
-def _residual_g(design, residual_hi, residual_lo):
+def _residual_g(design, design_split, residual_hi, residual_lo):
     """`−designᵀ @ residual`, in double-double (a pairwise compensated column sum)."""
-    s, e = _two_product(design, residual_hi[:, None])
+    s, e = _two_product(design, residual_hi[:, None], design_split)
     e = e + design * residual_lo[:, None]
     while len(s) > 1:
         if len(s) % 2:

@@ -1,5 +1,8 @@
 """In-memory inputs: recognising, converting and checking them, and the train/validation cut.
 
+Also the batched iterables (`(x, y[, sample_weight])` tuples) that the float64
+references (`least_squares`, `ols`) read in one pass, checked batch by batch.
+
 `fit`, `evaluate`, `predict`, the fast path, standardization and the closed-form
 references all go through this module, so each rule about data is written once and
 bad data is refused before anything is trained. Design notes: docs/design/inputs.md.
