@@ -513,3 +513,31 @@ def test_a_missing_or_renamed_column_is_an_error_naming_it(rng):
         model.fit(frame, y, validation_data=(renamed, y), epochs=1, verbose=0)
     np.testing.assert_array_equal(_state(model)[0], before[0])
     assert _state(model)[1:] == before[1:]
+
+
+# ------------------------------------------------------------ batched iterables
+def test_batched_iterables_are_recognised():
+    x = np.ones((4, 2))
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.ones(4))).batch(2)
+    generator = ((x, np.ones(4)) for _ in range(2))
+    for batched in ([(x, np.ones(4))], dataset, generator):
+        assert inputs.is_batched(batched)
+    for not_batched in (x, tf.constant(x), pd.DataFrame(x), "x.csv", {"x": x}, None):
+        assert not inputs.is_batched(not_batched)
+    assert not inputs.is_batched([(x, np.ones(4))], np.ones(4))  # with y: in-memory rows
+    assert inputs.reiterable([]) and inputs.reiterable(dataset)
+    assert not inputs.reiterable(generator) and not inputs.reiterable(iter([]))
+
+
+def test_batches_are_checked_and_named():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    ((index, x, y, w, names),) = list(
+        inputs.batches([(frame, pd.Series([1.0, 2.0]), tf.constant([1.0, 0.5]))])
+    )
+    assert index == 0 and x.shape == (2, 2) and names == ("a", "b")
+    np.testing.assert_array_equal(w, [1.0, 0.5])
+    assert inputs.column_names(pd.Series([1.0], name="rooms")) == ("rooms",)
+    with pytest.raises(ValueError, match="batch 0 of `x`: Received non-finite values in `y`"):
+        list(inputs.batches([(np.ones(2), np.array([1.0, np.nan]))]))
+    with pytest.raises(ValueError, match="batch 0 of `x`.*negative"):
+        list(inputs.batches([(np.ones(2), np.ones(2), np.array([1.0, -1.0]))]))

@@ -351,3 +351,20 @@ def test_summary_shows_every_parameter_and_the_fit(data):
         assert label in text
     assert f"{result.rsquared:.6g}" in text and f"{result.params[1]:.6g}" in text
     assert "P>|z|" in keras_linreg.ols(x, y, cov_type="HC0").summary()
+
+
+def test_pandas_and_tensor_inputs_equal_arrays(data):
+    x, y, w = data
+    expected = keras_linreg.ols(x, y, sample_weight=w, cov_type="HC1")
+    frame = pd.DataFrame(x, columns=["a", "b", "c"])
+    from_pandas = keras_linreg.ols(frame, pd.Series(y), sample_weight=pd.Series(w),
+                                   cov_type="HC1")
+    from_tensors = keras_linreg.ols(tf.constant(x), tf.constant(y), sample_weight=tf.constant(w),
+                                    cov_type="HC1")
+    for result in (from_pandas, from_tensors):
+        np.testing.assert_array_equal(result.params, expected.params)
+        np.testing.assert_array_equal(result.bse, expected.bse)
+    assert from_pandas.feature_names == ("a", "b", "c")
+    assert from_tensors.feature_names == ("x0", "x1", "x2")
+    single = keras_linreg.ols(frame["b"], y)  # a named Series is one feature
+    assert single.param_names == ("b", "intercept")
