@@ -23,7 +23,7 @@ __all__ = ["COV_TYPES", "OLSResult", "ols"]
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OLSResult:
     """The statistics of a least-squares fit, named as in statsmodels' `RegressionResults`.
 
@@ -225,9 +225,9 @@ def ols(
     (a list, a `tf.data.Dataset`; not a generator).
 
     Degenerate data: fewer rows than parameters (plus one), an exactly collinear
-    (or constant) column, and all-zero weights are errors. A perfect fit
-    (`SSR = 0`) is answered: `resid_std`, `bse` 0, `tvalues` ±inf, `pvalues` 0,
-    `rsquared` 1, `llf` +inf (the limits statsmodels reaches).
+    (or constant) column, and all-zero weights are errors. A perfect fit is
+    answered: `SSR` is 0 or at rounding level, so `resid_std` and `bse` are
+    (near) 0, `rsquared` 1, and `tvalues`, `fvalue`, `llf` huge or ±inf.
 
     Args:
         x: Features `(n,)` or `(n, n_features)`, a DataFrame, or an iterable of batches.
@@ -353,7 +353,10 @@ def _result(solution, names, cov_type, weighted, second_pass):
             fvalue = float(np.float64(ess / df_model) / np.float64(scale))
         else:
             slopes = params[:k]
-            fvalue = float(slopes @ np.linalg.solve(cov[:k, :k], slopes)) / k
+            try:
+                fvalue = float(slopes @ np.linalg.solve(cov[:k, :k], slopes)) / k
+            except np.linalg.LinAlgError:  # a zero covariance: a perfect fit
+                fvalue = math.inf if np.any(slopes != 0) else math.nan
         f_pvalue = float(stats.f.sf(fvalue, df_model, df_resid))
         llf = float(
             -0.5 * n * (np.log(2.0 * np.pi * np.float64(ssr) / n) + 1.0)

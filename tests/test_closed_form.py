@@ -74,10 +74,10 @@ def test_zero_weight_rows_are_ignored(rng):
 
 
 def test_degenerate_constant_feature_leaves_the_mean_to_the_intercept():
-    # x constant: centred, its column is zero, so it explains nothing and the
-    # minimum-norm solution in centred coordinates gives it slope 0 and the
-    # intercept the mean, 4 (scikit-learn's LinearRegression answers the same).
-    # Before centring, lstsq on [x, 1] split the mean: slope 8/5, intercept 4/5.
+    # x constant: centred, its column is zero, so it explains nothing; the rank
+    # rule drops it (slope 0) and the intercept is the mean, 4 (scikit-learn's
+    # LinearRegression answers the same). Before centring, lstsq on [x, 1] split
+    # the mean: slope 8/5, intercept 4/5.
     slope, intercept = keras_linreg.least_squares([2.0, 2.0, 2.0], [3.0, 4.0, 5.0])
     np.testing.assert_allclose(slope, [0.0], atol=1e-12)
     assert intercept == pytest.approx(4.0, abs=1e-12)
