@@ -173,21 +173,31 @@ def _chunks(x, y, w):
 
 
 def _weighted_means(x, y, w):
-    """Weighted means of the columns and the target (plain means when Σw = 0)."""
-    x = x.astype(np.float64)
-    y = y.astype(np.float64)
-    if w is None or not w.sum() > 0:
-        x_mean, y_mean = x.mean(axis=0), float(y.mean())
-        weights = np.ones(len(x))
-    else:
-        weights = w.astype(np.float64)
-        total = weights.sum()
-        x_mean, y_mean = (weights @ x) / total, float(weights @ y) / total
-    # One correction step: the mean of the deviations, exact to rounding.
-    total = weights.sum()
-    x_mean = x_mean + (weights @ (x - x_mean)) / total
-    y_mean = y_mean + float(weights @ (y - y_mean)) / total
-    return x_mean, y_mean
+    """Weighted means of the columns and the target (plain means when Σw = 0).
+
+    In float64, chunk by chunk (a large float32 `x` is never copied whole), with
+    one correction step (the weighted mean of the deviations) that makes them
+    exact to rounding.
+    """
+    use_weights = w is not None and w.sum() > 0
+
+    def weighted_sum(shift_x, shift_y):
+        sum_x, sum_y, total = np.zeros(x.shape[1]), 0.0, 0.0
+        for start in range(0, len(x), _CHUNK_ROWS):
+            rows = x[start : start + _CHUNK_ROWS].astype(np.float64) - shift_x
+            targets = y[start : start + _CHUNK_ROWS].astype(np.float64) - shift_y
+            if use_weights:
+                weights = w[start : start + _CHUNK_ROWS].astype(np.float64)
+                sum_x, sum_y = sum_x + weights @ rows, sum_y + float(weights @ targets)
+                total += float(weights.sum())
+            else:
+                sum_x, sum_y = sum_x + rows.sum(axis=0), sum_y + float(targets.sum())
+                total += len(rows)
+        return sum_x / total, sum_y / total
+
+    x_mean, y_mean = weighted_sum(np.zeros(x.shape[1]), 0.0)
+    dx, dy = weighted_sum(x_mean, y_mean)
+    return x_mean + dx, y_mean + dy
 
 
 def _solve_in_memory(x, y, w, *, fit_intercept, l2, keep_rows):

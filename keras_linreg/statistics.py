@@ -308,12 +308,17 @@ def _check_identified(solution, names):
         dropped = [int(j) - offset for j in np.flatnonzero(~solution.keep)]
         described = ", ".join(f"{j} ({names[j]!r})" for j in dropped)
         base = "the intercept and the columns" if solution.fit_intercept else "the columns"
+        short = (
+            f" (only {solution.positive_rows} rows have a positive weight, fewer than the "
+            f"{p} parameters)"
+            if solution.positive_rows < p
+            else ""
+        )
         raise ValueError(
             f"Received an invalid `x`: column{'s' if len(dropped) > 1 else ''} {described} "
-            f"{'are' if len(dropped) > 1 else 'is'} (to rounding) a linear combination of "
-            f"{base} before it (a constant column, a copy, a sum of others), or there "
-            f"are fewer rows of positive weight ({solution.positive_rows}) than "
-            "parameters: the coefficients are not identifiable. Drop the column. "
+            f"{'are' if len(dropped) > 1 else 'is'} zero or (to rounding) a linear "
+            f"combination of {base} before it (a constant column, a copy, a sum of "
+            f"others){short}, so the coefficients are not identifiable. Drop the column. "
             f"Received: x with {len(names)} columns"
         )
 
