@@ -252,6 +252,23 @@ def test_a_tf_data_dataset_equals_the_arrays(data, cov_type):
     assert not streamed.weighted
 
 
+def test_a_keras_py_dataset_is_read_as_batches(data):
+    import keras
+
+    x, y, w = data
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            rows = slice(20 * index, 20 * index + 20)
+            return x[rows], y[rows], w[rows]
+
+    _same(keras_linreg.ols(Batches(), cov_type="HC2"),
+          keras_linreg.ols(x, y, sample_weight=w, cov_type="HC2"))
+
+
 def test_a_generator_streams_once_and_refuses_a_second_pass(data):
     x, y, _ = data
     chunks = ((x[i : i + 10], y[i : i + 10]) for i in range(0, len(x), 10))
