@@ -179,10 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--log-dir", help="TensorBoard run directory (default: logs/train/<time>)")
+    train.add_argument("--no-log", action="store_true", help="write no TensorBoard logs")
     train.add_argument("--export", metavar="DIR", help="write a SavedModel here (must not exist)")
     train.add_argument("--save", metavar="FILE.keras", help="write a .keras file (must not exist)")
-    train.add_argument("--plot", metavar="FILE.png", help="write a PNG of the fit and the loss")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a figure of the fit and the loss; .png, .pdf or .svg (must not exist)",
+    )
+    train.add_argument(
+        "--quiet", action="store_true", help="no progress output (piped: one line per epoch)"
+    )
 
     predict = commands.add_parser(
         "predict",
@@ -234,17 +241,70 @@ def _check_paths(args) -> None:
             raise UsageError(
                 f"{prog}: error: {args.model}: expected a SavedModel directory or a .keras file"
             )
+        if args.output is not None:
+            _check_writable(prog, "--output", args.output)
     if args.command == "train":
         for option in ("export", "save", "plot"):
             path = getattr(args, option)
-            if path is not None and os.path.exists(path):
+            if path is not None and os.path.lexists(path):
                 raise UsageError(
                     f"{prog}: error: --{option} {path} already exists; choose a new path"
                 )
+            if path is not None:
+                _check_writable(prog, f"--{option}", path)
         if args.save is not None and not args.save.endswith(".keras"):
             raise UsageError(f"{prog}: error: --save expects a FILE.keras, received {args.save!r}")
+        if args.plot is not None and _plot_format(args.plot) is None:
+            raise UsageError(
+                f"{prog}: error: --plot expects a file ending in .png, .pdf or .svg, "
+                f"received {args.plot!r}"
+            )
+        if args.no_log and args.log_dir is not None:
+            raise UsageError(f"{prog}: error: --no-log and --log-dir exclude each other")
+        if args.log_dir is not None:
+            if os.path.exists(args.log_dir) and not os.path.isdir(args.log_dir):
+                raise UsageError(
+                    f"{prog}: error: --log-dir {args.log_dir} is a file; expected a directory"
+                )
+            _check_writable(prog, "--log-dir", args.log_dir)
+        seen = {}
+        for option in ("export", "save", "plot", "log_dir"):
+            path = getattr(args, option)
+            if path is not None:
+                key = os.path.abspath(path)
+                if key in seen:
+                    raise UsageError(
+                        f"{prog}: error: --{seen[key]} and --{option.replace('_', '-')} "
+                        f"name the same path {path!r}"
+                    )
+                seen[key] = option.replace("_", "-")
         if args.features is not None and args.target in args.features:
             raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
+
+
+def _plot_format(path):
+    """The figure format `--plot` names by its extension, or None."""
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    return extension if extension in ("png", "pdf", "svg") else None
+
+
+def _check_writable(prog, option, path) -> None:
+    """Refuses an output path that cannot be written, before any work is done.
+
+    Missing parent directories are created when the output is written; the
+    nearest existing ancestor must be a writable directory (not a file).
+    """
+    if os.path.isdir(path) and option == "--output":
+        raise UsageError(f"{prog}: error: {option} {path} is a directory; expected a file path")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise UsageError(
+            f"{prog}: error: {option} {path}: {ancestor} is a file, not a directory"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{prog}: error: {option} {path}: cannot write into {ancestor}")
 
 
 def import_tensorflow_quietly() -> None:
@@ -295,3 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, commands.InputError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except commands.OutputError as error:
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`keras-linreg predict ... | head`): stop quietly,
+        # as Unix tools do, with the status a SIGPIPE death would give (128 + 13).
+        # stdout is pointed at /dev/null so the interpreter's final flush is silent.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # a stdout without a file descriptor
+            pass
+        return 141

@@ -21,6 +21,50 @@ class InputError(ValueError):
     """Bad input found after TensorFlow started: one line on stderr, exit 2."""
 
 
+class OutputError(OSError):
+    """An output could not be written (none of the outputs was kept): exit 1."""
+
+
+def _progress(args) -> int:
+    """Keras' `verbose`: a progress bar on a terminal, one line per epoch when piped."""
+    if args.quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+class _Outputs:
+    """The outputs of one `train`, kept all or none.
+
+    Each output is written atomically by the library; if a later one fails, the
+    ones this run already wrote are removed again, so a failed run leaves nothing
+    a rerun would trip over (its output paths were checked absent beforehand).
+    """
+
+    def __init__(self):
+        self._written = []
+
+    def write(self, what, path, function):
+        try:
+            function()
+        except (OSError, ValueError) as error:
+            self.discard()
+            reason = getattr(error, "strerror", None) or str(error)
+            raise OutputError(
+                f"could not write {what} {path} ({reason}); no output was kept"
+            ) from None
+        self._written.append(path)
+
+    def discard(self):
+        import shutil
+
+        for path in reversed(self._written):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.remove(path)
+        self._written.clear()
+
+
 def run(args) -> int:
     return {"demo": demo, "train": train, "predict": predict}[args.command](args)
 
@@ -78,7 +122,10 @@ def train(args) -> int:
             "for training; expected at least 2"
         )
 
-    log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
+    callbacks, log_dir = [], None
+    if not args.no_log:
+        log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
+        callbacks.append(keras_linreg.ParameterLogger(log_dir))
     try:
         model, history = fit_regression(
             x.astype(np.float32),
@@ -92,33 +139,47 @@ def train(args) -> int:
             l1=args.l1,
             l2=args.l2,
             seed=args.seed,
-            callbacks=[keras_linreg.ParameterLogger(log_dir)],
-            verbose=0 if args.quiet else "auto",
+            callbacks=callbacks,
+            verbose=_progress(args),
         )
     except keras_linreg.DivergenceError as error:
         raise InputError(str(error)) from None  # the message names the rate to try
+    except ValueError as error:  # the library's input checks, e.g. a float32 overflow
+        raise InputError(str(error)) from None
     print(format_report(summarize(model, history, x, y, args.validation_split)))
-    print(f"TensorBoard logs: {log_dir}")
+    if log_dir is not None:
+        print(f"TensorBoard logs: {log_dir}")
+    outputs = _Outputs()
     if args.export:
-        keras_linreg.export_saved_model(model, args.export)
-        print(f"SavedModel: {args.export}")
+        outputs.write(
+            "the SavedModel", args.export,
+            lambda: keras_linreg.export_saved_model(model, args.export),
+        )
     if args.save:
-        keras_linreg.save_model(model, args.save)
-        print(f"Keras model: {args.save}")
+        outputs.write(
+            "the Keras model", args.save, lambda: keras_linreg.save_model(model, args.save)
+        )
     if args.plot:
         from keras_linreg.plotting import plot_fit
 
         logs = history.history
-        plot_fit(
+        outputs.write(
+            "the plot",
             args.plot,
-            x[:train_rows],
-            y[:train_rows],
-            model.predict(x[:train_rows].astype(np.float32), verbose=0),
-            logs["loss"],
-            logs.get("val_loss"),
-            title=f"{args.target} ~ {', '.join(features)}",
+            lambda: plot_fit(
+                args.plot,
+                x[:train_rows],
+                y[:train_rows],
+                model.predict(x[:train_rows].astype(np.float32), verbose=0),
+                logs["loss"],
+                logs.get("val_loss"),
+                title=f"{args.target} ~ {', '.join(features)}",
+            ),
         )
-        print(f"Plot: {args.plot}")
+    for label, path in (("SavedModel", args.export), ("Keras model", args.save),
+                        ("Plot", args.plot)):
+        if path:
+            print(f"{label}: {path}")
     return 0
 
 
