@@ -24,9 +24,10 @@ _DEMO_DEFAULTS = {"epochs": 100, "learning_rate": 0.01, "out": "out/demo"}
 _TABLE_DEFAULTS = {"tolerance": 1e-4, "max_epochs": 10_000}
 _EPILOG_TRAIN = """examples:
   keras-linreg train houses.csv --target price
-  keras-linreg train houses.csv --target price --features area,rooms --standardize \\
-      --learning-rate 0.1 --epochs 50 --validation-split 0.2 \\
-      --export models/houses/1 --save houses.keras --plot houses.png
+  keras-linreg train houses.csv --target price --features area,rooms \\
+      --validation-split 0.2 --export models/houses/1 --save houses.keras --plot houses.png
+  keras-linreg train houses.csv --target price --no-standardize --learning-rate 1e-6 \\
+      --epochs 500 --tol 0
 """
 _EPILOG_PREDICT = """examples:
   keras-linreg predict models/houses/1 new_houses.csv
@@ -72,6 +73,20 @@ def _non_negative_float(name):
 
     parse.__name__ = name
     return parse
+
+
+def _auto_or_positive_float(text):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_float("learning rate")(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a number > 0, received {text!r}"
+        ) from None
+
+
+_auto_or_positive_float.__name__ = "learning rate"
 
 
 def _positive_int(text):
@@ -160,11 +175,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--features", type=_names, metavar="A,B,...", help="default: every other numeric column"
     )
-    train.add_argument("--epochs", type=_positive_int, default=100)
-    train.add_argument("--learning-rate", type=_positive_float("learning rate"), default=0.01)
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=10_000,
+        help="the most epochs; training stops earlier once the loss stops improving "
+        "(see --tol; default 10000)",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=_auto_or_positive_float,
+        default="auto",
+        help="a number > 0, or auto: 1 / the largest eigenvalue of the loss's Hessian on "
+        "the training rows, half the largest stable rate (default auto)",
+    )
+    train.add_argument(
+        "--tol",
+        type=_non_negative_float("tol"),
+        default=1e-5,
+        help="stop at the first epoch whose parameters are within tol of the least-squares "
+        "optimum (relative to their scale: 1e-5 gives at least 4 significant digits); 0 "
+        "runs all --epochs (default 1e-5)",
+    )
     train.add_argument("--batch-size", type=_positive_int, help="default: the whole data")
     train.add_argument("--validation-split", type=_fraction, default=0.0)
-    train.add_argument("--standardize", action="store_true", help="learn on standardized features")
+    train.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="learn on standardized features, parameters still reported in raw units "
+        "(default: on; --no-standardize learns on the raw features)",
+    )
     train.add_argument(
         "--l1",
         type=_non_negative_float("l1"),

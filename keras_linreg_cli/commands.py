@@ -133,6 +133,7 @@ def train(args) -> int:
             feature_names=features,
             learning_rate=args.learning_rate,
             epochs=args.epochs,
+            tol=args.tol,
             batch_size=args.batch_size,
             validation_split=args.validation_split,
             standardize=args.standardize,
@@ -147,6 +148,7 @@ def train(args) -> int:
     except ValueError as error:  # the library's input checks, e.g. a float32 overflow
         raise InputError(str(error)) from None
     print(format_report(summarize(model, history, x, y, args.validation_split)))
+    _warn_if_not_converged(args, model, x[:train_rows], y[:train_rows])
     if log_dir is not None:
         print(f"TensorBoard logs: {log_dir}")
     outputs = _Outputs()
@@ -181,6 +183,27 @@ def train(args) -> int:
         if path:
             print(f"{label}: {path}")
     return 0
+
+
+def _warn_if_not_converged(args, model, x, y) -> None:
+    """One line on stderr when the fit ended far from the optimum it trains towards."""
+    from keras_linreg.convergence import DEFAULT_TOLERANCE, relative_gap
+
+    tolerance = args.tol or DEFAULT_TOLERANCE
+    gap = relative_gap(model, x.astype(np.float32), y.astype(np.float32))
+    if gap <= tolerance:
+        return
+    advice = ["more --epochs"]
+    if not args.standardize:
+        advice.append("--standardize")
+    if args.learning_rate != "auto":
+        advice.append("--learning-rate auto")
+    print(
+        f"keras-linreg train: warning: the fit has not converged: its parameters are "
+        f"{gap:.3g} from the least-squares optimum (relative to their scale; tolerance "
+        f"{tolerance:g}). Try {', '.join(advice)}.",
+        file=sys.stderr,
+    )
 
 
 def predict(args) -> int:

@@ -182,7 +182,7 @@ def test_a_failed_output_removes_the_ones_already_written(tmp_path):
 def test_piped_output_gets_one_plain_line_per_epoch(data):
     path, _ = data
     result = subprocess.run(
-        [_SCRIPT, "train", str(path), "--target", "y", "--epochs", "3", "--no-log"],
+        [_SCRIPT, "train", str(path), "--target", "y", "--epochs", "3", "--tol", "0", "--no-log"],
         capture_output=True, text=True, timeout=120, env=_ENV,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
