@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=_fraction, default=0.0)
     train.add_argument("--standardize", action="store_true", help="learn on standardized features")
     train.add_argument(
+        "--no-intercept",
+        action="store_true",
+        help="fit through the origin, TARGET = features · slope (the intercept stays 0)",
+    )
+    train.add_argument(
         "--l1",
         type=_non_negative_float("l1"),
         default=0.0,
