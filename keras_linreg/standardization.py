@@ -241,8 +241,10 @@ def feature_statistics(data, steps=None, center=True):
 
     With `center=False` (for a model without an intercept) the statistics
     are those of scaling without centering: `mean = 0` and `std` the root mean
-    square `sqrt(mean(x²)) = sqrt(mean² + variance)` from the same moments
-    (glmnet's uncentered standardization for `intercept = FALSE`); an
+    square `sqrt(mean(x²)) = sqrt(mean² + variance)` from the same moments,
+    which makes every diagonal entry of the no-intercept Hessian 2 (glmnet
+    and scikit-learn's `StandardScaler(with_mean=False)` divide by the
+    centred standard deviation instead; see `docs/no-intercept.md`); an
     all-zero feature gets `std = 1`.
 
     Args:
