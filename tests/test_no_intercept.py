@@ -18,6 +18,8 @@ import functools
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -254,6 +256,61 @@ def test_epochs_to_optimum_aims_at_the_optimum_through_the_origin(data):
     epochs = keras_linreg.epochs_to_optimum(model, x, y, tolerance=1e-4, max_epochs=500)
     assert epochs is not None
     np.testing.assert_allclose(model.get_parameters()[0], _lstsq(x, y), atol=1e-4)
+
+
+# ------------------------------------------------------------ tf.distribute
+_MIRRORED_SCRIPT = r"""
+import json
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np, keras_linreg
+
+rng = np.random.default_rng(3)
+x = (rng.normal(size=(184, 2)) + [1.0, -2.0]).astype("float32")
+y = (x @ np.array([0.5, -1.5]) + 0.3 + rng.normal(0, 0.1, 184)).astype("float32")
+w = rng.uniform(0.5, 1.5, 184).astype("float32")
+dataset = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(61)  # 61, 61, 61, 1 rows
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+results = {"x": x.tolist(), "y": y.tolist(), "w": w.tolist()}
+for name, scope in [("one", tf.distribute.get_strategy()), ("mirrored", strategy)]:
+    with scope.scope():
+        model = keras_linreg.LinearRegression(n_features=2, fit_intercept=False,
+                                              learning_rate=0.05)
+        model.compile()
+    history = model.fit(dataset, epochs=3, verbose=0)
+    slope, intercept = model.get_parameters()
+    results[name] = {
+        "slope": slope.tolist(), "intercept": intercept, "loss": history.history["loss"],
+        "variables": [v.name for v in model.trainable_variables],
+    }
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_devices_trains_no_intercept_like_a_hand_loop():
+    """Two replicas (logical CPUs, a fresh process), uneven splits (31/30 and a 1-row
+    batch): the same slope as one device and as hand-written float64 SGD, intercept 0."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    done = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    x, y, w = (np.asarray(results[k], np.float64) for k in ("x", "y", "w"))
+    slope = np.zeros(2)
+    for _ in range(3):
+        for start in range(0, len(y), 61):
+            rows = slice(start, start + 61)
+            residual = x[rows] @ slope - y[rows]
+            slope = slope - 0.05 * 2 * (w[rows] * residual) @ x[rows] / len(residual)
+    for name in ("one", "mirrored"):
+        run = results[name]
+        assert run["variables"] == ["slope"] and run["intercept"] == 0.0
+        np.testing.assert_allclose(run["slope"], slope, rtol=1e-5)
+    np.testing.assert_allclose(results["mirrored"]["loss"], results["one"]["loss"], rtol=1e-5)
 
 
 # ------------------------------------------------------------------- exports
