@@ -292,8 +292,10 @@ def _condition(eigenvalues):
 def _jacobian(model):
     """The prediction's Jacobian in the model's trainable weights, for rows of `x`.
 
-    For the plain model it is `[x, 1]`; a model that transforms its features before
-    the weights (standardization) is accounted for as it trains.
+    For the plain model it is `[x, 1]`, and `x` alone with `fit_intercept=False` (the
+    Jacobian is taken in `model.trainable_variables`, which then hold no intercept); a
+    model that transforms its features before the weights (standardization) is
+    accounted for as it trains.
     """
     variables = _weights(model)
 
@@ -407,7 +409,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
 
 def _weights(model):
-    """The weights training updates (`slope` and `intercept`)."""
+    """The weights training updates (`slope`, and `intercept` when the model has one)."""
     return list(model.trainable_variables)
 
 

@@ -30,8 +30,9 @@ class LinearRegression(keras.Model):
     """Linear regression `y = x · slope + intercept`, fitted by plain SGD.
 
     The model has two trainable weights, `slope` of shape `(n_features,)` and
-    `intercept` of shape `()`. `x` may be 1-D, `(n,)` (one feature), or 2-D,
-    `(n, n_features)`; the prediction has shape `(n,)`.
+    `intercept` of shape `()` (only `slope` with `fit_intercept=False`: the
+    fit goes through the origin, `y = x · slope`). `x` may be 1-D, `(n,)`
+    (one feature), or 2-D, `(n, n_features)`; the prediction has shape `(n,)`.
 
     Each training step computes, for a batch of `n` rows with optional sample
     weights `w` (1 when not given), the mean squared error
@@ -91,7 +92,18 @@ class LinearRegression(keras.Model):
             raw-unit values derived from the trainable `standardized_slope`
             `w` and `standardized_intercept` `b`: `slope = w / std`,
             `intercept = b - Σ w · mean / std` (see
-            `docs/design/standardization.md`). Defaults to False.
+            `docs/design/standardization.md`). Defaults to False. With
+            `fit_intercept=False` the features are scaled without centering,
+            `z = x / rms` with `rms = sqrt(mean(x²))` (centering needs an
+            intercept), and `slope = w / rms` (see `docs/no-intercept.md`).
+        slope_regularizer: Optional Keras regularizer of the slope (`"l1"`,
+            `"l2"`, `"l1_l2"` or a `keras.regularizers.Regularizer`); see
+            `docs/regularization.md`.
+        fit_intercept: If True (default), learn `intercept`. If False, the
+            model is `y = x · slope`: it has no intercept variable at all
+            (nothing to train, save or export), `intercept` reads as the
+            constant 0.0, and `intercept_initializer` is ignored (as Keras'
+            `Dense(use_bias=False)` ignores `bias_initializer`).
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Example:
@@ -118,10 +130,17 @@ class LinearRegression(keras.Model):
         feature_names=None,
         standardize=False,
         slope_regularizer=None,
+        fit_intercept=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.slope_regularizer = _regularization.get(slope_regularizer)
+        if not isinstance(fit_intercept, bool):
+            raise ValueError(
+                "Received an invalid value for `fit_intercept`, expected a bool. "
+                f"Received: fit_intercept={fit_intercept!r}"
+            )
+        self.fit_intercept = fit_intercept
         if not isinstance(standardize, bool):
             raise ValueError(
                 "Received an invalid value for `standardize`, expected a bool. "
@@ -213,15 +232,19 @@ class LinearRegression(keras.Model):
             regularizer=self.slope_regularizer,  # its penalty shows in `model.losses`
             aggregation="only_first_replica",
         )
-        self._trainable_intercept = self.add_weight(
-            name=intercept_name,
-            shape=(),
-            initializer=self.intercept_initializer,
-            aggregation="only_first_replica",
-        )
+        # Without an intercept there is no variable for it at all: nothing can
+        # train, save, restore or export one (docs/no-intercept.md).
+        self._trainable_intercept = None
+        if self.fit_intercept:
+            self._trainable_intercept = self.add_weight(
+                name=intercept_name,
+                shape=(),
+                initializer=self.intercept_initializer,
+                aggregation="only_first_replica",
+            )
         if self.standardize:
             self.standardization = standardization.Standardization(
-                name="standardization", dtype=self.dtype_policy
+                center=self.fit_intercept, name="standardization", dtype=self.dtype_policy
             )
             self.standardization.build((None, n_features))
         self.built = True
@@ -246,7 +269,10 @@ class LinearRegression(keras.Model):
             )
         if self.standardize:
             x = self.standardization(x)
-        return tf.linalg.matvec(x, self._trainable_slope) + self._trainable_intercept
+        y = tf.linalg.matvec(x, self._trainable_slope)
+        if self._trainable_intercept is None:
+            return y
+        return y + self._trainable_intercept
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],)
@@ -532,10 +558,13 @@ class LinearRegression(keras.Model):
         """The intercept in raw units, `()`.
 
         The trainable variable itself with `standardize=False`; with True, a
-        read-only tensor `b - Σ w · mean / std`.
+        read-only tensor `b - Σ w · mean / std`; with `fit_intercept=False`,
+        a constant tensor 0.0 (there is no intercept variable).
         """
         if not self.built:
             raise AttributeError(_NOT_BUILT.format(name="intercept"))
+        if not self.fit_intercept:
+            return tf.zeros((), dtype=self.dtype)
         if self.standardize:
             layer = self.standardization
             w = self._trainable_slope
@@ -546,7 +575,10 @@ class LinearRegression(keras.Model):
 
     @property
     def _trainable_parameters(self):
-        """The variables `train_step` updates: `[slope, intercept]` as learned."""
+        """The variables `train_step` updates: `[slope, intercept]` as learned,
+        `[slope]` with `fit_intercept=False`."""
+        if self._trainable_intercept is None:
+            return [self._trainable_slope]
         return [self._trainable_slope, self._trainable_intercept]
 
     # The statistics of a standardizing model are its `Standardization` layer's.
@@ -575,7 +607,9 @@ class LinearRegression(keras.Model):
     def adapt(self, data, steps=None):
         """Sets the feature statistics of a `standardize=True` model.
 
-        One pass over `data` (see `keras_linreg.standardization.feature_statistics`):
+        One pass over `data` (see `keras_linreg.standardization.feature_statistics`;
+        with `fit_intercept=False`, `center=False`: mean 0 and `std` the root
+        mean square, so features are scaled but not centered):
         an array, or a batched `tf.data.Dataset` yielding `x` or
         `(x, y[, sample_weight])`. The model is built from the data's number
         of features if not yet, and its trainable weights `w`, `b` are
@@ -606,7 +640,9 @@ class LinearRegression(keras.Model):
                 "LinearRegression has standardize=False. Construct it with "
                 "`LinearRegression(standardize=True)`."
             )
-        mean, std, rows = standardization.feature_statistics(data, steps=steps)
+        mean, std, rows = standardization.feature_statistics(
+            data, steps=steps, center=self.fit_intercept
+        )
         if not self.built:
             # Under the strategy the model was created in, so the weights are
             # mirrored like those `fit` would build.
@@ -623,18 +659,27 @@ class LinearRegression(keras.Model):
         # reproduce the raw-unit parameters.
         mean, std = self.standardization.statistics()
         self._trainable_slope.assign((slope * std).astype(self._trainable_slope.dtype))
-        self._trainable_intercept.assign(
-            np.asarray(intercept + np.sum(slope * mean), dtype=self._trainable_intercept.dtype)
-        )
+        if self._trainable_intercept is not None:
+            self._trainable_intercept.assign(
+                np.asarray(
+                    intercept + np.sum(slope * mean), dtype=self._trainable_intercept.dtype
+                )
+            )
 
     def get_parameters(self):
         """Returns `(slope, intercept)` in raw units as float64 NumPy values.
 
         With `standardize=True`, computed in float64 from the weights:
-        `slope = w / std`, `intercept = b - Σ w · mean / std`.
+        `slope = w / std`, `intercept = b - Σ w · mean / std`. With
+        `fit_intercept=False` the intercept is exactly 0.0.
         """
         self._check_built("get_parameters")
         w = self._trainable_slope.numpy().astype(np.float64)
+        if self._trainable_intercept is None:
+            if self.standardize:
+                _, std = self.standardization.statistics()
+                return w / std, 0.0
+            return w, 0.0
         b = float(self._trainable_intercept.numpy())
         if self.standardize:
             mean, std = self.standardization.statistics()
@@ -671,6 +716,7 @@ class LinearRegression(keras.Model):
                 if self.slope_regularizer is not None
                 else None
             ),
+            "fit_intercept": self.fit_intercept,
         }
         return {**base_config, **config}
 

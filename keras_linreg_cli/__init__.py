@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: on; --no-standardize learns on the raw features)",
     )
     train.add_argument(
+        "--no-intercept",
+        action="store_true",
+        help="fit through the origin, TARGET = features · slope (the intercept stays 0)",
+    )
+    train.add_argument(
         "--l1",
         type=_non_negative_float("l1"),
         default=0.0,

@@ -137,6 +137,7 @@ def train(args) -> int:
             batch_size=args.batch_size,
             validation_split=args.validation_split,
             standardize=args.standardize,
+            fit_intercept=not args.no_intercept,
             l1=args.l1,
             l2=args.l2,
             seed=args.seed,

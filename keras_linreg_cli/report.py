@@ -25,9 +25,12 @@ class TrainingReport:
     """A fitted model's parameters beside the optimum it trains towards.
 
     The optimum is least squares, or the penalized optimum when the model
-    has a `slope_regularizer` (`penalized` is then True). `r2` is the
-    coefficient of determination on the training data,
-    `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`, in float64.
+    has a `slope_regularizer` (`penalized` is then True); through the origin
+    when the model has no intercept (`fit_intercept` False; `intercept` and
+    `optimum_intercept` are then 0). `r2` is the coefficient of determination
+    on the training data, `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`,
+    in float64; without an intercept it is uncentered,
+    `1 - sum((y_pred - y)**2) / sum(y**2)`, as statsmodels and NIST define it.
     """
 
     feature_names: list[str]
@@ -40,6 +43,7 @@ class TrainingReport:
     optimum_intercept: float
     epochs: int
     penalized: bool = False
+    fit_intercept: bool = True
 
     @property
     def gap(self) -> float:
@@ -63,6 +67,7 @@ def fit_regression(
     batch_size: int | None = None,
     validation_split: float = 0.0,
     standardize: bool = False,
+    fit_intercept: bool = True,
     l1: float = 0.0,
     l2: float = 0.0,
     seed: int | None = 0,
@@ -74,9 +79,10 @@ def fit_regression(
     `batch_size=None` trains full batch (one step per epoch on the
     `split_point(n, validation_split)` training rows); the rows are not
     shuffled when full batch, and shuffled by the seeded Keras generator
-    otherwise. `l1` and `l2` set `slope_regularizer=keras.regularizers.L1L2(l1, l2)`.
-    `learning_rate` may be `"auto"`; `tol > 0` stops training at the first epoch
-    whose parameters are within `tol` of the optimum on the training rows
+    otherwise. `l1` and `l2` set `slope_regularizer=keras.regularizers.L1L2(l1, l2)`;
+    `fit_intercept=False` fits through the origin. `learning_rate` may be
+    `"auto"`; `tol > 0` stops training at the first epoch whose parameters are
+    within `tol` of the optimum on the training rows
     (`keras_linreg.convergence.OptimumStopping`, relative to their scale).
     """
     if seed is not None:
@@ -84,6 +90,8 @@ def fit_regression(
     x = np.asarray(x)
     n_features = 1 if x.ndim == 1 else x.shape[1]
     kwargs = {"standardize": True} if standardize else {}
+    if not fit_intercept:
+        kwargs["fit_intercept"] = False
     if l1 or l2:
         kwargs["slope_regularizer"] = keras.regularizers.L1L2(l1=l1, l2=l2)
     model = LinearRegression(
@@ -133,7 +141,8 @@ def summarize(
     x64 = np.asarray(x, dtype=np.float64).reshape(len(y), -1)
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
     residual = x64 @ slope + intercept - y64
-    total = np.sum((y64 - y64.mean()) ** 2)
+    fit_intercept = getattr(model, "fit_intercept", True)
+    total = np.sum((y64 - y64.mean()) ** 2) if fit_intercept else np.sum(y64**2)
     r2 = float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
     names = list(model.feature_names or [f"x{i}" for i in range(len(slope))])
     logs = history.history
@@ -148,6 +157,7 @@ def summarize(
         optimum_intercept=optimum_intercept,
         epochs=len(logs["loss"]),
         penalized=model.slope_regularizer is not None,
+        fit_intercept=fit_intercept,
     )
 
 
@@ -164,14 +174,17 @@ def format_report(report: TrainingReport) -> str:
             report.feature_names, report.slope, report.optimum_slope, strict=True
         )
     ]
-    rows.append(("intercept", report.intercept, report.optimum_intercept))
+    if report.fit_intercept:
+        rows.append(("intercept", report.intercept, report.optimum_intercept))
     for label, value, optimum in rows:
         lines.append(
             f"{label:<{width}}  {value:>14.6g}  {optimum:>14.6g}  {abs(value - optimum):>10.3g}"
         )
+    if not report.fit_intercept:
+        lines.append(f"{'intercept':<{width}}  {'none (fit through the origin)':>14}")
     lines.append("")
     lines.append(f"epochs {report.epochs}   final loss {report.loss:.6g}")
     if report.val_loss is not None:
         lines[-1] += f"   val_loss {report.val_loss:.6g}"
-    lines[-1] += f"   R² {report.r2:.6f}"
+    lines[-1] += f"   R² {report.r2:.6f}" + ("" if report.fit_intercept else " (uncentered)")
     return "\n".join(lines)

@@ -366,3 +366,34 @@ def test_a_negative_penalty_is_a_usage_error(relation_csv, capfd, flag):
     status, _, err = _run(capfd, "train", path, "--target", "y", flag, "-1")
     assert status == 2
     assert f"argument {flag}: expected a number >= 0, received '-1'" in err
+
+
+def test_train_no_intercept_reports_and_exports_the_fit_through_the_origin(
+    relation_csv, tmp_path, capfd
+):
+    # y = 2a - 3b + 1: through the origin the optimum is lstsq on [a, b] alone.
+    path, x, y = relation_csv
+    export = tmp_path / "model" / "1"
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--no-intercept", "--epochs", 150,
+        "--learning-rate", 0.1, "--no-standardize", "--tol", 0,
+        "--log-dir", tmp_path / "logs", "--export", export, "--quiet",
+    )  # fmt: skip
+    assert status == 0, err
+    reference = np.linalg.lstsq(x, y, rcond=None)[0]
+    assert np.max(np.abs(reference - keras_linreg.least_squares(x, y)[0])) > 0.1  # it matters
+    table = _report(out)
+    for i, name in enumerate(("a", "b")):
+        model_value, optimum, gap = map(float, table[f"slope[{name}]"])
+        assert optimum == pytest.approx(reference[i], rel=5e-6)  # printed to 6 digits
+        assert model_value == pytest.approx(reference[i], rel=1e-5)
+        assert gap < 1e-4
+    assert table["intercept"][:2] == ["none", "(fit"]
+    assert "(uncentered)" in out
+    # The SavedModel serves x · slope: at the origin, exactly 0.
+    inputs = _write_csv(tmp_path / "new.csv", ["a", "b"], [[0.0, 0.0], [1.0, 2.0]])
+    status, out, err = _run(capfd, "predict", export, inputs)
+    assert status == 0, err
+    predictions = [float(row[-1]) for row in list(csv.reader(out.splitlines()))[1:]]
+    assert predictions[0] == 0.0
+    assert predictions[1] == pytest.approx(reference[0] + 2 * reference[1], rel=1e-5)
