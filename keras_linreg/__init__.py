@@ -19,6 +19,7 @@ from keras_linreg.export import export_saved_model, load_predictor, save_model  
 from keras_linreg.learning_rate import LearningRateState  # noqa: E402
 from keras_linreg.model import LinearRegression  # noqa: E402
 from keras_linreg.onnx_export import export_onnx  # noqa: E402
+from keras_linreg.statistics import OLSResult, ols  # noqa: E402
 
 try:  # The one place the version is written down is pyproject.toml.
     __version__ = importlib.metadata.version("keras_linreg")
@@ -31,6 +32,7 @@ __all__ = [
     "DivergenceError",
     "LearningRateState",
     "LinearRegression",
+    "OLSResult",
     "ParameterLogger",
     "check_convergence",
     "epochs_to_optimum",
@@ -39,5 +41,6 @@ __all__ = [
     "least_squares",
     "load_predictor",
     "max_stable_learning_rate",
+    "ols",
     "save_model",
 ]

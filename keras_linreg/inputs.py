@@ -7,6 +7,7 @@ bad data is refused before anything is trained. Design notes: docs/design/inputs
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import math
 import types
@@ -18,13 +19,17 @@ import tensorflow as tf
 from keras_linreg import _keras_internals
 
 __all__ = [
+    "batches",
     "build_from_data",
     "check_arrays",
+    "column_names",
     "check_evaluate_arguments",
     "check_fit_arguments",
     "check_predict_arguments",
+    "is_batched",
     "is_in_memory",
     "orders_itself",
+    "reiterable",
     "sliceable",
     "split_point",
     "split_rows",
@@ -511,3 +516,82 @@ def _locate(array, bad, name, column_names):
         f"at row {row}, column {column}{label}: "
         f"{name}[{row}, {column}]={float(array[row, column])!r}"
     )
+
+
+# ------------------------------------------------------------ batched iterables
+def is_batched(x, y=None) -> bool:
+    """Whether `x`, given without `y`, is a finite iterable of batches.
+
+    Batches are `(x, y)` or `(x, y, sample_weight)` tuples of arrays or tensors:
+    a `tf.data.Dataset` of batches, a list of tuples, a generator. Arrays,
+    tensors, pandas objects, strings and dicts are not batches.
+    """
+    if y is not None or x is None:
+        return False
+    if isinstance(x, tf.data.Dataset):
+        return True
+    if isinstance(x, (np.ndarray, tf.Tensor, tf.Variable, str, bytes, dict)) or _is_pandas(x):
+        return False
+    return isinstance(x, collections.abc.Iterable)
+
+
+def reiterable(data) -> bool:
+    """Whether iterating `data` again starts it over (a list, a `tf.data.Dataset`).
+
+    Iterators and generators are consumed by one pass.
+    """
+    return not isinstance(data, collections.abc.Iterator)
+
+
+def column_names(x) -> tuple[str, ...] | None:
+    """The feature names of a pandas `x` (a DataFrame's columns, a named Series), or None."""
+    if not _is_pandas(x):
+        return None
+    if hasattr(x, "columns"):
+        return tuple(str(column) for column in x.columns)
+    name = getattr(x, "name", None)
+    return None if name is None else (str(name),)
+
+
+def batches(data, name="x"):
+    """Checks and yields the batches of an iterable: `(x, y, sample_weight)` NumPy arrays.
+
+    Each element must be an `(x, y)` or `(x, y, sample_weight)` tuple obeying
+    `check_arrays`' rules; every batch must have the first one's feature count.
+    An iterable with no batch is refused.
+
+    Yields:
+        `(index, x, y, sample_weight, names)`: `x` of shape `(m, k)`, `y` and
+        `sample_weight` of shape `(m,)` (`sample_weight` None when absent), and
+        the batch's pandas column names or None.
+    """
+    n_features = None
+    index = -1
+    for index, element in enumerate(data):
+        if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
+            raise ValueError(
+                f"Received an invalid batch {index} of `{name}`, expected an `(x, y)` or "
+                "`(x, y, sample_weight)` tuple of arrays. Received: "
+                f"{type(element).__name__}"
+                + (f" of length {len(element)}" if isinstance(element, (tuple, list)) else "")
+            )
+        x, y, *weights = element
+        names = column_names(x)
+        try:
+            x, y, weights = check_arrays(x, y, weights[0] if weights else None)
+        except ValueError as error:
+            raise ValueError(f"Received an invalid batch {index} of `{name}`: {error}") from None
+        if n_features is None:
+            n_features = x.shape[1]
+        elif x.shape[1] != n_features:
+            raise ValueError(
+                f"Received an invalid batch {index} of `{name}`: its x has {x.shape[1]} "
+                f"features, but the first batch had {n_features}. Received: "
+                f"x.shape={x.shape}"
+            )
+        yield index, x, y, weights, names
+    if index < 0:
+        raise ValueError(
+            f"Received an empty iterable as `{name}`, expected at least one "
+            f"`(x, y)` batch. Received: {name}={data!r}"
+        )

@@ -6,8 +6,10 @@ predict (float64 gradient descent just below and just above the limit) and again
 direct, unchunked eigendecomposition.
 """
 
+import _nist
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_linreg
 from keras_linreg import closed_form
@@ -92,6 +94,115 @@ def test_degenerate_constant_feature_leaves_the_mean_to_the_intercept():
 def test_invalid_inputs(x, y, w):
     with pytest.raises(ValueError, match="Received"):
         keras_linreg.least_squares(x, y, sample_weight=w)
+
+
+# ------------------------------------------- accuracy: NIST StRD, large offsets
+NIST_NAMES = ["Norris", "Pontius", "NoInt1", "NoInt2", "Filip", "Longley",
+              "Wampler1", "Wampler2", "Wampler3", "Wampler4", "Wampler5"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NIST_NAMES)
+def test_nist_certified_parameters(name):
+    """≥ 7 correct digits on every StRD dataset (Wampler5 ≥ 6), Filip included.
+
+    Filip (degree-10 polynomial) is full rank: a rank rule on raw singular values
+    (lstsq's) drops a direction and answers 0 digits.
+    """
+    dataset = _nist.load_or_skip()[name]
+    x, y, fit_intercept = _nist.design(dataset)
+    slope, intercept = keras_linreg.least_squares(x, y, fit_intercept=fit_intercept)
+    estimate = np.r_[slope, intercept] if fit_intercept else slope
+    digits = _nist.digits(estimate, _nist.certified_in_our_order(dataset, "certified_params"))
+    print(f"{name}: {digits:.1f} digits")
+    assert digits >= (6 if name == "Wampler5" else 7)
+
+
+def test_timestamps_solve_to_ten_digits_in_memory_and_streamed():
+    x = 1.7e9 + 60.0 * np.arange(2000)
+    y = 1e-3 * (x - 1.7e9)
+    batches = [(x[i : i + 300], y[i : i + 300]) for i in range(0, 2000, 300)]
+    for slope, intercept in (keras_linreg.least_squares(x, y),
+                             keras_linreg.least_squares(batches)):
+        assert slope[0] == pytest.approx(1e-3, rel=1e-10)
+        assert intercept == pytest.approx(-1.7e6, rel=1e-10)
+
+
+# ---------------------------------------------------------------- streaming
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["intercept", "origin"])
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_batches_equal_the_arrays(rng, fit_intercept, l2):
+    x = rng.normal(size=(101, 3)) * [1.0, 30.0, 0.01] + [5.0, -300.0, 2.0]
+    y = x @ [0.5, 0.02, 40.0] + 3.0 + rng.normal(size=101)
+    w = rng.uniform(0.0, 2.0, size=101)
+    expected = keras_linreg.least_squares(x, y, w, fit_intercept=fit_intercept, l2=l2)
+    lists = [(x[i : i + 10], y[i : i + 10], w[i : i + 10]) for i in range(0, 101, 10)]
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(13)
+    generator = ((tf.constant(a), tf.constant(b), c) for a, b, c in lists)
+    for batches in (lists, dataset, generator):
+        slope, intercept = keras_linreg.least_squares(batches, fit_intercept=fit_intercept, l2=l2)
+        np.testing.assert_allclose(slope, expected[0], rtol=1e-10)
+        assert intercept == pytest.approx(expected[1], rel=1e-10, abs=1e-12)
+
+
+def test_a_first_batch_far_from_the_mean_still_centres_exactly():
+    """The shift comes from the first batch; the ones column in the QR removes the rest."""
+    x = np.r_[np.full(5, 1e6), 1e6 + 1e3 * np.arange(1, 996)]
+    y = 2.5 * (x - 1e6) + 7.0
+    slope, intercept = keras_linreg.least_squares([(x[:5], y[:5]), (x[5:], y[5:])])
+    assert slope[0] == pytest.approx(2.5, rel=1e-12)
+    assert intercept == pytest.approx(7.0 - 2.5e6, rel=1e-12)
+
+
+def test_large_arrays_are_solved_in_chunks(rng, monkeypatch):
+    x = rng.normal(size=(500, 2)) + [1e4, 0.0]
+    y = x @ [1.0, 2.0] + rng.normal(size=500)
+    expected = keras_linreg.least_squares(x, y)
+    monkeypatch.setattr(closed_form, "_REFINE_MAX_ENTRIES", 100)
+    monkeypatch.setattr(closed_form, "_CHUNK_ROWS", 64)
+    slope, intercept = keras_linreg.least_squares(x, y)
+    np.testing.assert_allclose(slope, expected[0], rtol=1e-10)
+    assert intercept == pytest.approx(expected[1], rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "batches, match",
+    [
+        ([], "empty iterable"),
+        ([(np.ones(3), np.ones(3)), (np.ones((3, 2)), np.ones(3))], "batch 1 .* 2 features"),
+        ([np.ones(3)], "batch 0 .*`\\(x, y\\)`"),
+        ([(np.ones(3), np.ones(2))], "batch 0 .*`y` with 2 rows"),
+    ],
+)
+def test_invalid_batches_name_the_batch(batches, match):
+    with pytest.raises(ValueError, match=match):
+        keras_linreg.least_squares(batches)
+
+
+# -------------------------------------------------------- rank deficiency
+def test_an_exactly_collinear_column_gets_slope_zero(rng):
+    """The documented answer: a dependent column is dropped (slope 0), the rest fitted."""
+    x = rng.normal(size=(40, 2))
+    x3 = np.column_stack([x, x[:, 0] - 3.0 * x[:, 1]])
+    y = x @ [1.0, 2.0] + 0.5 + rng.normal(0, 0.1, 40)
+    slope, intercept = keras_linreg.least_squares(x3, y)
+    reduced = np.linalg.lstsq(np.column_stack([x, np.ones(40)]), y, rcond=None)[0]
+    np.testing.assert_allclose(slope, [*reduced[:2], 0.0], rtol=1e-10, atol=1e-14)
+    assert intercept == pytest.approx(reduced[2], rel=1e-10)
+
+
+def test_fewer_rows_than_features_still_fits_the_rows(rng):
+    # 3 rows, 5 features: the basic solution interpolates, as lstsq's does.
+    x = rng.normal(size=(3, 5))
+    y = rng.normal(size=3)
+    slope, intercept = keras_linreg.least_squares(x, y)
+    np.testing.assert_allclose(x @ slope + intercept, y, atol=1e-12)
+    assert np.count_nonzero(slope) == 2  # intercept + 2 slopes span the 3 rows
+
+
+def test_all_zero_weights_give_zero():
+    slope, intercept = keras_linreg.least_squares(np.arange(4.0), np.arange(4.0), np.zeros(4))
+    np.testing.assert_array_equal(slope, [0.0])
+    assert intercept == 0.0
 
 
 # ------------------------------------------------------- max_stable_learning_rate
