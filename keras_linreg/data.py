@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import re
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -201,6 +202,10 @@ def dataset_from_files(
     dataset = tf.data.Dataset.from_generator(
         reader, output_signature=signature if len(signature) > 1 else signature[0]
     )
+    rows = _known_rows(files, drop_missing)
+    if rows is not None:  # Keras then knows the steps per epoch (and shows them)
+        steps = -(-rows // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     dataset = dataset.prefetch(1)  # read the next batch while the model trains
     dataset._keras_linreg_files = reader  # its passes and the rows it held, for tests
     # How `fit` recognises it (`inputs.is_file_dataset`) and names the features.
@@ -209,7 +214,7 @@ def dataset_from_files(
 
 
 @contextlib.contextmanager
-def raising_file_errors():
+def raising_file_errors(*data):
     """Raises a `DataFileError` from inside `tf.data` as itself, not as an `OpError`.
 
     A Python error inside a `tf.data` pipeline reaches the caller as a
@@ -217,7 +222,21 @@ def raising_file_errors():
     traceback. Within this context, one whose message holds a recent
     `DataFileError`'s is replaced by that error. `LinearRegression`'s `fit`,
     `evaluate`, `predict` and `adapt` run in it.
+
+    When one of `data` is a `dataset_from_files` dataset of unknown length (CSV
+    files, or `drop_missing=True`), Keras' warning that the input "ran out of
+    data" is silenced: such a dataset ends each pass at the end of its files, and
+    Keras warns at the end of every unknown-length dataset.
     """
+    with warnings.catch_warnings():
+        if any(inputs.is_file_dataset(value) for value in data):
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        with _reraising():
+            yield
+
+
+@contextlib.contextmanager
+def _reraising():
     try:
         yield
     except tf.errors.OpError as error:
@@ -530,6 +549,13 @@ def _check_columns(path, schema, plan):
             )
 
 
+def _known_rows(files, drop_missing):
+    """The rows of Parquet files from their metadata; None for CSV or dropping rows."""
+    if drop_missing or any(_format(path) != "parquet" for path in files):
+        return None
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+
+
 # ---------------------------------------------------------------------- reading
 class _Reader:
     """The generator `tf.data.Dataset.from_generator` calls once per pass."""
@@ -604,7 +630,8 @@ class _Reader:
             invalid = inputs.first_invalid_value(values, non_negative=weight)
             if invalid is not None:
                 problems.append((int(rows[invalid[0]]), j, invalid[1], values[invalid[0]]))
-            matrix[:, j] = values
+            elif not problems:
+                matrix[:, j] = values
         if problems:
             row, j, problem, value = min(problems, key=lambda p: (p[0], p[1]))
             raise _value_error(path, start + row + 1, plan.columns[j], problem, value)

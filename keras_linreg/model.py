@@ -417,7 +417,8 @@ class LinearRegression(keras.Model):
         """
         x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
         inputs.build_from_data(self, x)
-        with raising_file_errors():  # bad data in files (keras_linreg.data) raises as itself
+        # Bad data in files (keras_linreg.data) raises as itself.
+        with raising_file_errors(x, kwargs.get("validation_data")):
             standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
             monitor = divergence.DivergenceMonitor(x, kwargs)
             kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
@@ -434,12 +435,12 @@ class LinearRegression(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
-        with raising_file_errors():
+        with raising_file_errors(x):
             return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         x, kwargs = inputs.check_predict_arguments(self, x, args, kwargs)
-        with raising_file_errors():
+        with raising_file_errors(x):
             return super().predict(x, **kwargs)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):
@@ -580,7 +581,7 @@ class LinearRegression(keras.Model):
                 "LinearRegression has standardize=False. Construct it with "
                 "`LinearRegression(standardize=True)`."
             )
-        with raising_file_errors():
+        with raising_file_errors(data):
             mean, std, rows = standardization.feature_statistics(data, steps=steps)
         if not self.built:
             # Under the strategy the model was created in, so the weights are
