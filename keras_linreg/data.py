@@ -607,10 +607,15 @@ class _Reader:
                 yield matrix
 
     def _convert(self, path, table, start):
-        """`table`'s used columns as one float32 matrix, checked (see `_first_problem`)."""
+        """`table`'s used columns as one float32 matrix `(rows, columns)`, checked.
+
+        Every value must be present (unless `drop_missing`), and pass
+        `inputs.first_invalid_value`; the first bad one in file order (then
+        column order) raises, naming its 1-based row (`start` rows came before).
+        """
         plan = self.plan
         columns = [table.column(name) for name in plan.columns]
-        rows = np.arange(table.num_rows)  # rows of the block kept (all, unless dropping)
+        rows = None  # the rows of the block kept: all, unless dropping
         problems = []
         if any(column.null_count for column in columns):
             missing = np.zeros(table.num_rows, dtype=bool)
@@ -621,15 +626,17 @@ class _Reader:
                     problems.append((int(np.argmax(nulls)), j, "is missing", None))
             if self.drop_missing:
                 problems, rows = [], np.flatnonzero(~missing)
-        matrix = np.empty((len(rows), len(columns)), dtype=np.float32)
+        kept = table.num_rows if rows is None else len(rows)
+        matrix = np.empty((kept, len(columns)), dtype=np.float32)
         for j, column in enumerate(columns):
             values = _to_float64(path, table, plan.columns[j], column, start)
-            if len(rows) != table.num_rows:
+            if rows is not None:
                 values = values[rows]
             weight = plan.columns[j] == plan.weight
             invalid = inputs.first_invalid_value(values, non_negative=weight)
             if invalid is not None:
-                problems.append((int(rows[invalid[0]]), j, invalid[1], values[invalid[0]]))
+                row = invalid[0] if rows is None else int(rows[invalid[0]])
+                problems.append((row, j, invalid[1], values[invalid[0]]))
             elif not problems:
                 matrix[:, j] = values
         if problems:
