@@ -690,9 +690,9 @@ def _parquet_tables(path, plan, rng):
 
 
 def _to_float64(path, table, name, column, start):
-    """A column as float64 NumPy values (nulls as NaN); a string column is parsed,
-    and a value that is not a number raises naming its row."""
-    if column.type != pa.float64():
+    """A column as float64 (or float32, as stored) NumPy values, nulls as NaN; a
+    string column is parsed, and a value that is not a number raises naming its row."""
+    if column.type not in (pa.float64(), pa.float32()):  # float32: checked and kept as is
         try:
             column = pc.cast(column, pa.float64())
         except pa.ArrowInvalid:

@@ -453,7 +453,7 @@ def _check(x, y, sample_weight, *, names, require_y, n_features, column_names, f
 
 
 def first_invalid_value(values, *, float32=True, non_negative=False):
-    """The first entry of a float64 vector the model cannot use, or None.
+    """The first entry of a float vector the model cannot use, or None.
 
     The value rules of `fit` for one column of data read from a file: finite
     (no NaN, no ±inf), within float32's finite range (`|v| <= 3.4028235e38`,
@@ -462,7 +462,7 @@ def first_invalid_value(values, *, float32=True, non_negative=False):
     everything is valid; the masks are built only to locate a bad entry.
 
     Args:
-        values: A 1-D float NumPy array.
+        values: A 1-D float NumPy array (float64, or float32 as stored).
         float32: Whether to check the float32 range.
         non_negative: Whether negative values are invalid.
 

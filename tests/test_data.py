@@ -259,6 +259,10 @@ def test_ragged_rows_negative_weights_and_parquet_values(tmp_path):
     assert (error.row, error.column) == (3, "a") and "row 3 (1-based, in file order)" in str(error)
     error = _first_error(lambda: dataset_from_files(parquet, target="y", features=["s"]))
     assert (error.row, error.column) == (3, "s") and "'x'" in str(error)
+    single = pa.table({"a": pa.array([1.0, np.inf], pa.float32()), "y": [1.0, 2.0]})
+    pq.write_table(single, tmp_path / "f32.parquet")  # float32 columns are kept as stored
+    error = _first_error(lambda: dataset_from_files(str(tmp_path / "f32.parquet"), target="y"))
+    assert (error.row, error.column) == (2, "a") and "not finite" in str(error)
     pq.write_table(table.slice(0, 2), tmp_path / "q.parquet")
     _, (x, _) = _collect(dataset_from_files(str(tmp_path / "q.parquet"), target="y",
                                             features=["s"]))
