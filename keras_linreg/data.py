@@ -760,6 +760,8 @@ class _Pool:
 # ------------------------------------------------------------------------ errors
 def _value_error(path, row, column, problem, value):
     numbering = _PARQUET_ROW if _format(path) == "parquet" else _CSV_ROW
+    if isinstance(value, np.generic):
+        value = value.item()  # 'inf', not 'np.float64(inf)'
     shown = "" if value is None else f": {value!r}"
     advice = "Fix or remove the row."
     if problem == "is missing":

@@ -207,7 +207,7 @@ def _numbered(tmp_path, rows, header="a,b,y", name="d.csv"):
     ("bad", "problem"),
     [
         ("x1", "is not a number: 'x1'"),
-        ("inf", "is not finite"),
+        ("inf", "is not finite (NaN or ±inf): inf."),
         ("1e39", "outside float32's finite range"),
         ("", "is missing"),
         ("NA", "is missing"),
