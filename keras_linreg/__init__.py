@@ -6,6 +6,7 @@ from keras_linreg._environment import check_environment
 
 check_environment()
 
+from keras_linreg import data  # noqa: E402, F401  (keras_linreg.data.dataset_from_files)
 from keras_linreg.callbacks import ParameterLogger  # noqa: E402
 from keras_linreg.closed_form import least_squares, max_stable_learning_rate  # noqa: E402
 from keras_linreg.convergence import (  # noqa: E402

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_linreg import _keras_internals, divergence, fast_fit, inputs, standardization
 from keras_linreg import regularization as _regularization
+from keras_linreg.data import raising_file_errors
 from keras_linreg.learning_rate import (
     AUTO,
     LearningRateState,
@@ -455,14 +456,16 @@ class LinearRegression(keras.Model):
         """
         x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
         inputs.build_from_data(self, x)
-        standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
-        self._resolve_auto_learning_rate(x, kwargs)
-        monitor = divergence.DivergenceMonitor(x, kwargs)
-        kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
-        if fast_fit.applies(self, x, y, kwargs):
-            history = fast_fit.fit(self, x, y, **kwargs)
-        else:
-            history = super().fit(x, y, **kwargs)
+        # Bad data in files (keras_linreg.data) raises as itself.
+        with raising_file_errors(x, kwargs.get("validation_data")):
+            standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
+            self._resolve_auto_learning_rate(x, kwargs)
+            monitor = divergence.DivergenceMonitor(x, kwargs)
+            kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
+            if fast_fit.applies(self, x, y, kwargs):
+                history = fast_fit.fit(self, x, y, **kwargs)
+            else:
+                history = super().fit(x, y, **kwargs)
         monitor.raise_if_diverged(history)
         return history
 
@@ -488,11 +491,13 @@ class LinearRegression(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
-        return super().evaluate(x, y, **kwargs)
+        with raising_file_errors(x):
+            return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         x, kwargs = inputs.check_predict_arguments(self, x, args, kwargs)
-        return super().predict(x, **kwargs)
+        with raising_file_errors(x):
+            return super().predict(x, **kwargs)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):
         """Returns `(sum(w * (y_pred - y)**2), n)` over this batch's rows."""
@@ -640,9 +645,10 @@ class LinearRegression(keras.Model):
                 "LinearRegression has standardize=False. Construct it with "
                 "`LinearRegression(standardize=True)`."
             )
-        mean, std, rows = standardization.feature_statistics(
-            data, steps=steps, center=self.fit_intercept
-        )
+        with raising_file_errors(data):
+            mean, std, rows = standardization.feature_statistics(
+                data, steps=steps, center=self.fit_intercept
+            )
         if not self.built:
             # Under the strategy the model was created in, so the weights are
             # mirrored like those `fit` would build.

@@ -297,7 +297,9 @@ def adapt_before_fit(model, x, validation_split=0.0):
     A no-op for `standardize=False` models and for models already adapted
     (by `adapt`, an earlier `fit`, or loading). The training rows are the
     first `inputs.split_point(n, validation_split)`, the rows Keras trains
-    on. `fit` on a dataset, generator or `PyDataset` cannot read it twice
+    on. A `keras_linreg.data.dataset_from_files` dataset is read once for the
+    statistics (one streaming pass, see `feature_statistics`), then trained on.
+    `fit` on another dataset, generator or `PyDataset` cannot read it twice
     (once for the statistics, once for training) in general, so such a model
     must be adapted first.
 
@@ -306,6 +308,9 @@ def adapt_before_fit(model, x, validation_split=0.0):
             an in-memory array.
     """
     if not model.standardize or (model.built and model.standardization.is_adapted):
+        return
+    if inputs.is_file_dataset(x):  # finite and re-readable: one streaming pass first
+        model.adapt(x)
         return
     if not inputs.is_in_memory(x):
         raise ValueError(
