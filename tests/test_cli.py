@@ -386,8 +386,9 @@ def test_train_no_intercept_reports_and_exports_the_fit_through_the_origin(
     for i, name in enumerate(("a", "b")):
         model_value, optimum, gap = map(float, table[f"slope[{name}]"])
         assert optimum == pytest.approx(reference[i], rel=5e-6)  # printed to 6 digits
-        assert model_value == pytest.approx(reference[i], rel=1e-5)
-        assert gap < 1e-4
+        # 1e-4: also holds if training stops early at a relative gap of 1e-5.
+        assert model_value == pytest.approx(reference[i], rel=1e-4)
+        assert gap < 2e-4
     assert table["intercept"][:2] == ["none", "(fit"]
     assert "(uncentered)" in out
     # The SavedModel serves x · slope: at the origin, exactly 0.
@@ -396,4 +397,4 @@ def test_train_no_intercept_reports_and_exports_the_fit_through_the_origin(
     assert status == 0, err
     predictions = [float(row[-1]) for row in list(csv.reader(out.splitlines()))[1:]]
     assert predictions[0] == 0.0
-    assert predictions[1] == pytest.approx(reference[0] + 2 * reference[1], rel=1e-5)
+    assert predictions[1] == pytest.approx(reference[0] + 2 * reference[1], rel=1e-4)
