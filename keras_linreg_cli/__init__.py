@@ -27,10 +27,16 @@ _EPILOG_TRAIN = """examples:
   keras-linreg train houses.csv --target price --features area,rooms --standardize \\
       --learning-rate 0.1 --epochs 50 --validation-split 0.2 \\
       --export models/houses/1 --save houses.keras --plot houses.png
+  keras-linreg train houses.csv --target price --learning-rate 0.001,0.01,0.1,1.0 \
+      --log-dir logs/houses-sweep      # a sweep: one run per rate, for TensorBoard's HParams
 """
 _EPILOG_PREDICT = """examples:
   keras-linreg predict models/houses/1 new_houses.csv
   keras-linreg predict houses.keras new_houses.csv --output predictions.csv
+"""
+_EPILOG_EXPORT = """examples:
+  keras-linreg export houses.keras houses.onnx
+  keras-linreg export houses.keras models/houses/1 --format saved_model --overwrite
 """
 
 
@@ -107,6 +113,8 @@ def _names(text):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `keras-linreg` argument parser (no TensorFlow involved)."""
+    from keras_linreg_cli import export_command, sweep
+
     parser = _Parser(
         prog=PROG,
         description="Linear regression y = x·slope + intercept, trained by plain SGD in Keras.",
@@ -161,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--features", type=_names, metavar="A,B,...", help="default: every other numeric column"
     )
     train.add_argument("--epochs", type=_positive_int, default=100)
-    train.add_argument("--learning-rate", type=_positive_float("learning rate"), default=0.01)
+    train.add_argument(
+        "--learning-rate",
+        type=sweep.parse_learning_rates,
+        default=0.01,
+        metavar="RATE[,RATE...]",
+        help="default 0.01; several, comma-separated, run a sweep (one run each under --log-dir)",
+    )
     train.add_argument("--batch-size", type=_positive_int, help="default: the whole data")
     train.add_argument("--validation-split", type=_fraction, default=0.0)
     train.add_argument("--standardize", action="store_true", help="learn on standardized features")
@@ -198,6 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--features", type=_names, metavar="A,B,...", help="for a model saved without names"
     )
     predict.add_argument("--output", metavar="FILE", help="default: standard output")
+
+    export = commands.add_parser(
+        "export",
+        help="write a .keras model as an ONNX file or a SavedModel for serving",
+        description="Writes MODEL.keras for serving: x float32 [None, n_features] -> y float32 "
+        "[None]. --format defaults to onnx when OUT ends in .onnx, else saved_model. OUT is "
+        "written atomically; an existing OUT is refused unless --overwrite.",
+        epilog=_EPILOG_EXPORT,
+        formatter_class=formatter,
+    )
+    export.add_argument("model", metavar="MODEL.keras")
+    export.add_argument("out", metavar="OUT")
+    export.add_argument(
+        "--format",
+        choices=export_command.FORMATS,
+        help="default: onnx if OUT ends in .onnx, else saved_model",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
 
 
@@ -234,7 +266,14 @@ def _check_paths(args) -> None:
             raise UsageError(
                 f"{prog}: error: {args.model}: expected a SavedModel directory or a .keras file"
             )
+    if args.command == "export":
+        from keras_linreg_cli.export_command import check_args
+
+        check_args(args, prog)
     if args.command == "train":
+        from keras_linreg_cli.sweep import check_sweep_args
+
+        check_sweep_args(args, prog)
         for option in ("export", "save", "plot"):
             path = getattr(args, option)
             if path is not None and os.path.exists(path):
