@@ -138,7 +138,7 @@ def _cells(run: SweepRun):
         f"{run.learning_rate:g}",
         f"{run.loss:.6g}",
         "-" if run.val_loss is None else f"{run.val_loss:.6g}",
-        f"{run.gap:.3g}",
+        f"{run.gap:.4g}",
         str(run.epochs),
         "yes" if run.diverged else "no",
     )
