@@ -119,9 +119,13 @@ class SweepRun:
 
 
 def best_run(runs: list[SweepRun]) -> SweepRun | None:
-    """The run with the lowest finite `score` among those that did not diverge, or None."""
+    """The run with the lowest finite `score` among those that did not diverge, or None.
+
+    Equal scores (two rates that both reached the optimum in float32) go to
+    the smaller `gap`, then to the earlier run.
+    """
     candidates = [run for run in runs if not run.diverged and math.isfinite(run.score)]
-    return min(candidates, key=lambda run: run.score, default=None)
+    return min(candidates, key=lambda run: (run.score, run.gap), default=None)
 
 
 _HEADER = ("learning_rate", "final loss", "val_loss", "gap to LS", "epochs", "diverged")

@@ -343,3 +343,18 @@ def test_the_console_script_exits_1_when_every_run_diverges_and_2_for_a_bad_list
     assert bad.returncode == 2 and bad.stdout == ""
     (line,) = bad.stderr.strip().splitlines()
     assert "argument --learning-rate" in line and "Received: --learning-rate=0.1,abc" in line
+
+
+def test_the_best_run_skips_diverged_and_non_finite_runs_and_breaks_ties_by_gap():
+    from keras_linreg_cli.sweep import SweepRun, best_run
+
+    def run(rate, loss, gap, diverged=False, val_loss=None):
+        return SweepRun(rate, loss, val_loss, gap, 10, diverged)
+
+    runs = [run(0.1, 1.0, 0.2), run(0.5, 1.0, 0.1), run(1.0, 0.5, 9.0, diverged=True)]
+    assert best_run(runs).learning_rate == 0.5
+    assert best_run([run(0.1, float("nan"), 0.0), run(0.2, 3.0, 1.0)]).learning_rate == 0.2
+    # With validation, the val_loss decides, not the training loss.
+    runs = [run(0.1, 1.0, 0.0, val_loss=2.0), run(0.2, 2.0, 1.0, val_loss=1.5)]
+    assert best_run(runs).learning_rate == 0.2
+    assert best_run([run(1.0, 9.0, 9.0, True)]) is None
