@@ -266,10 +266,6 @@ def _check_paths(args) -> None:
             raise UsageError(
                 f"{prog}: error: {args.model}: expected a SavedModel directory or a .keras file"
             )
-    if args.command == "export":
-        from keras_linreg_cli.export_command import check_args
-
-        check_args(args, prog)
     if args.command == "train":
         from keras_linreg_cli.sweep import check_sweep_args
 
@@ -284,6 +280,10 @@ def _check_paths(args) -> None:
             raise UsageError(f"{prog}: error: --save expects a FILE.keras, received {args.save!r}")
         if args.features is not None and args.target in args.features:
             raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
+    if args.command == "export":
+        from keras_linreg_cli.export_command import check_args
+
+        check_args(args, prog)
 
 
 def import_tensorflow_quietly() -> None:

@@ -60,8 +60,9 @@ def check_sweep_args(args, prog: str) -> None:
     """Sets `args.learning_rates` (all rates) and `args.learning_rate` (the first).
 
     A sweep (several rates) trains several models, so `--export`, `--save` and
-    `--plot`, which write one, are refused; and its `--log-dir` must be new or
-    empty, since it becomes the sweep's experiment directory.
+    `--plot`, which write one, are refused, as is `--no-log`; and its
+    `--log-dir` must be new or empty, since it becomes the sweep's experiment
+    directory.
 
     Raises:
         keras_linreg_cli.UsageError: With the offending option named.
@@ -81,6 +82,11 @@ def check_sweep_args(args, prog: str) -> None:
                 f"{prog}: error: --{option} writes one model, but --learning-rate {given} "
                 f"trains {len(rates)}; sweep first, then train the rate you pick with --{option}"
             )
+    if getattr(args, "no_log", False):
+        raise UsageError(
+            f"{prog}: error: --no-log leaves a sweep nothing to compare in TensorBoard; "
+            f"--learning-rate {given} writes one run per rate under --log-dir"
+        )
     if args.log_dir is not None and os.path.exists(args.log_dir):
         if not os.path.isdir(args.log_dir) or os.listdir(args.log_dir):
             raise UsageError(
