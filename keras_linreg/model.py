@@ -8,7 +8,12 @@ import tensorflow as tf
 
 from keras_linreg import _keras_internals, divergence, fast_fit, inputs, standardization
 from keras_linreg import regularization as _regularization
-from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
+from keras_linreg.learning_rate import (
+    AUTO,
+    LearningRateState,
+    auto_learning_rate,
+    validate_learning_rate,
+)
 
 # A standardizing model's own variables in files written before the
 # `Standardization` layer: w, b and the three statistics.
@@ -63,9 +68,12 @@ class LinearRegression(keras.Model):
         n_features: Optional number of features. When given, the weights are
             created at once (Keras' `BackupAndRestore` needs a built model);
             otherwise at the first call, from the input's shape.
-        learning_rate: A float > 0, or a
+        learning_rate: A float > 0, a
             `keras.optimizers.schedules.LearningRateSchedule` of the step
-            counter. Defaults to 0.01.
+            counter, or `"auto"`: at the first `fit`, `1 / λ_max` of the
+            loss's Hessian on the training rows (half the largest stable
+            rate, see `keras_linreg.learning_rate.auto_learning_rate`), for
+            in-memory data. Defaults to 0.01 (the tutorial's rate).
         slope_initializer: Initializer for `slope` (a Keras initializer name
             or object). Defaults to `"zeros"`.
         intercept_initializer: Initializer for `intercept`. Defaults to
@@ -150,6 +158,7 @@ class LinearRegression(keras.Model):
                     f"Received: feature_names={feature_names!r}"
                 )
         self.learning_rate_config = validate_learning_rate(learning_rate)
+        self._auto_rate_resolved = False
         self.slope_initializer = keras.initializers.get(slope_initializer)
         self.intercept_initializer = keras.initializers.get(intercept_initializer)
         self.feature_names = feature_names
@@ -274,7 +283,9 @@ class LinearRegression(keras.Model):
         Other arguments are passed to `keras.Model.compile`.
         """
         if optimizer is None:
-            optimizer = LearningRateState(learning_rate=self.learning_rate_config)
+            rate = self.learning_rate_config
+            # "auto" is resolved from the data at the first `fit`.
+            optimizer = LearningRateState(learning_rate=1.0 if rate == AUTO else rate)
         elif not isinstance(optimizer, LearningRateState):
             raise ValueError(
                 "Received an invalid value for `optimizer`: LinearRegression "
@@ -325,9 +336,11 @@ class LinearRegression(keras.Model):
         schedule evaluated at the step counter; before, the configured value
         (a schedule evaluated at step 0).
         """
+        rate = self.learning_rate_config
+        if rate == AUTO and not self._auto_rate_resolved:
+            return AUTO  # until the first `fit` has seen the data
         if self.compiled and isinstance(self.optimizer, LearningRateState):
             return _as_float(self.optimizer.learning_rate)
-        rate = self.learning_rate_config
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             return _as_float(rate(0))
         return rate
@@ -417,6 +430,7 @@ class LinearRegression(keras.Model):
         x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
         inputs.build_from_data(self, x)
         standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
+        self._resolve_auto_learning_rate(x, kwargs)
         monitor = divergence.DivergenceMonitor(x, kwargs)
         kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
         if fast_fit.applies(self, x, y, kwargs):
@@ -425,6 +439,22 @@ class LinearRegression(keras.Model):
             history = super().fit(x, y, **kwargs)
         monitor.raise_if_diverged(history)
         return history
+
+    def _resolve_auto_learning_rate(self, x, kwargs):
+        """Sets `learning_rate="auto"`'s rate from the training data, at the first fit."""
+        if self.learning_rate_config != AUTO or not self.compiled or self._auto_rate_resolved:
+            return
+        if not inputs.is_in_memory(x):
+            raise ValueError(
+                'Received an invalid value for `x`: learning_rate="auto" computes the '
+                "rate from in-memory training data (NumPy arrays, tensors, pandas), "
+                "and cannot see a dataset or generator before training. Pass a number "
+                "(e.g. keras_linreg.max_stable_learning_rate(x_sample) / 2). "
+                f"Received: x of type {type(x).__name__}"
+            )
+        stable = divergence.stable_learning_rate(self, x, kwargs)
+        self.optimizer.learning_rate.assign(auto_learning_rate(stable))
+        self._auto_rate_resolved = True
 
     def train_on_batch(self, *args, **kwargs):
         self._divergence_guard.rearm()  # a non-finite batch is skipped, not latched

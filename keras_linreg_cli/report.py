@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_linreg import LinearRegression
+from keras_linreg.convergence import OptimumStopping
 from keras_linreg.inputs import split_point
 from keras_linreg.regularization import model_optimum
 
@@ -56,8 +57,9 @@ def fit_regression(
     y: np.ndarray,
     *,
     feature_names: Sequence[str] | None = None,
-    learning_rate: float = 0.01,
+    learning_rate: float | str = 0.01,
     epochs: int = 100,
+    tol: float = 0.0,
     batch_size: int | None = None,
     validation_split: float = 0.0,
     standardize: bool = False,
@@ -73,6 +75,9 @@ def fit_regression(
     `split_point(n, validation_split)` training rows); the rows are not
     shuffled when full batch, and shuffled by the seeded Keras generator
     otherwise. `l1` and `l2` set `slope_regularizer=keras.regularizers.L1L2(l1, l2)`.
+    `learning_rate` may be `"auto"`; `tol > 0` stops training at the first epoch
+    whose parameters are within `tol` of the optimum on the training rows
+    (`keras_linreg.convergence.OptimumStopping`, relative to their scale).
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -89,6 +94,7 @@ def fit_regression(
     )
     model.compile(metrics=[keras.metrics.R2Score()])
     train_rows = split_point(len(x), validation_split)
+    stopping = [OptimumStopping(x[:train_rows], y[:train_rows], tolerance=tol)] if tol > 0 else []
     history = model.fit(
         x,
         y,
@@ -96,7 +102,7 @@ def fit_regression(
         batch_size=batch_size or train_rows,
         validation_split=validation_split,
         shuffle=batch_size is not None and batch_size < train_rows,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *stopping],
         verbose=verbose,
     )
     return model, history

@@ -29,14 +29,19 @@ __all__ = [
 _SINGLE_MODEL_OPTIONS = ("export", "save", "plot")
 
 
-def parse_learning_rates(text: str) -> tuple[float, ...]:
-    """`--learning-rate`'s value: one rate, or distinct rates separated by commas (a sweep).
+def parse_learning_rates(text: str) -> tuple[float, ...] | str:
+    """`--learning-rate`'s value: `"auto"`, one rate, or distinct rates separated by
+    commas (a sweep), as a tuple.
 
     Raises:
         argparse.ArgumentTypeError: An item is not a finite number > 0, or two
-            items are the same number (`0.1,0.10`).
+            items are the same number (`0.1,0.10`); `auto` is not a sweep's item.
     """
-    expected = "expected a number > 0, or distinct numbers > 0 separated by commas (a sweep)"
+    if text.strip().lower() == "auto":
+        return "auto"
+    expected = (
+        "expected auto, a number > 0, or distinct numbers > 0 separated by commas (a sweep)"
+    )
     received = f"Received: --learning-rate={text}"
     rates, seen = [], {}
     for item in (part.strip() for part in text.split(",")):
@@ -70,7 +75,7 @@ def check_sweep_args(args, prog: str) -> None:
     from keras_linreg_cli import UsageError
 
     rates = args.learning_rate
-    if isinstance(rates, float):  # a default, not parsed from the command line
+    if isinstance(rates, (str, float)):  # "auto", or a default not parsed from the command line
         rates = (rates,)
     args.learning_rates, args.learning_rate = tuple(rates), rates[0]
     if len(rates) == 1:
@@ -191,9 +196,10 @@ def run_sweep(args, x, y, features) -> int:
         },
         metrics=[tag for tag in METRICS if validating or tag != "val_loss"],
     )
+    until = f", or until within --tol {args.tol:g} of least squares" if args.tol else ""
     print(
-        f"Sweep of {len(args.learning_rates)} learning rates, {args.epochs} epochs each; "
-        f"TensorBoard logs: {log_dir}"
+        f"Sweep of {len(args.learning_rates)} learning rates, at most {args.epochs} epochs "
+        f"each{until}; TensorBoard logs: {log_dir}"
     )
     print(format_row(_HEADER), flush=True)
     runs = []
@@ -214,6 +220,7 @@ def run_sweep(args, x, y, features) -> int:
                 feature_names=features,
                 learning_rate=rate,
                 epochs=args.epochs,
+                tol=args.tol,
                 batch_size=args.batch_size,
                 validation_split=args.validation_split,
                 standardize=args.standardize,

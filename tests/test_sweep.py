@@ -116,7 +116,7 @@ def sweep(tmp_path_factory):
     log_dir = tmp / "logs"
     status, out, err = _main(
         "train", path, "--target", "y", "--learning-rate", ",".join(RATES), "--epochs", EPOCHS,
-        "--validation-split", 0.2, "--log-dir", log_dir,
+        "--no-standardize", "--tol", 0, "--validation-split", 0.2, "--log-dir", log_dir,
     )  # fmt: skip
     x, y = x.astype("float64"), y.astype("float64")
     xt, yt, xv, yv = x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:]
@@ -271,6 +271,7 @@ def test_when_every_rate_diverges_the_exit_status_is_1(tutorial_csv, tmp_path):
         ("0.1,inf", "'inf' is not"),
         ("0.1,0.10", "'0.10' repeats '0.1'"),
         ("1,1e0", "'1e0' repeats '1'"),
+        ("auto,0.1", "'auto' is not"),
     ],
 )
 def test_invalid_rates_are_exit_2_naming_the_argument_and_value(
@@ -283,8 +284,8 @@ def test_invalid_rates_are_exit_2_naming_the_argument_and_value(
     assert status == 2 and out == ""
     (line,) = err.strip().splitlines()
     assert line.startswith(
-        "keras-linreg train: error: argument --learning-rate: expected a number > 0, or "
-        "distinct numbers > 0 separated by commas (a sweep); "
+        "keras-linreg train: error: argument --learning-rate: expected auto, a number > 0, "
+        "or distinct numbers > 0 separated by commas (a sweep); "
     ), line
     assert what in line and line.endswith(f"Received: --learning-rate={value}"), line
     assert not (tmp_path / "l").exists()
@@ -332,7 +333,7 @@ def test_the_console_script_exits_1_when_every_run_diverges_and_2_for_a_bad_list
 
     result = script(
         "train", tutorial_csv, "--target", "y", "--learning-rate", "0.5,1", "--epochs", 5,
-        "--log-dir", tmp_path / "logs",
+        "--no-standardize", "--log-dir", tmp_path / "logs",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     (line,) = result.stderr.strip().splitlines()  # no TensorFlow start-up lines, no traceback
