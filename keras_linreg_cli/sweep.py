@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 
 __all__ = [
+    "SCORE_TIE",
     "SweepRun",
     "best_run",
     "check_sweep_args",
@@ -129,14 +130,24 @@ class SweepRun:
         return self.loss if self.val_loss is None else self.val_loss
 
 
-def best_run(runs: list[SweepRun]) -> SweepRun | None:
-    """The run with the lowest finite `score` among those that did not diverge, or None.
+#: Scores within this relative distance of the lowest count as equal in `best_run`.
+SCORE_TIE = 1e-4
 
-    Equal scores (two rates that both reached the optimum in float32) go to
-    the smaller `gap`, then to the earlier run.
+
+def best_run(runs: list[SweepRun]) -> SweepRun | None:
+    """The best of the runs that did not diverge (finite `score`), or None.
+
+    The lowest `score` wins; but scores within `SCORE_TIE` (relative) of the
+    lowest are equal (runs that reached the same optimum differ only by float32
+    rounding), and of those the run that needed the fewest epochs wins, then
+    the smaller `gap`, then the earlier run.
     """
     candidates = [run for run in runs if not run.diverged and math.isfinite(run.score)]
-    return min(candidates, key=lambda run: (run.score, run.gap), default=None)
+    if not candidates:
+        return None
+    lowest = min(run.score for run in candidates)
+    close = [run for run in candidates if run.score <= lowest + SCORE_TIE * abs(lowest)]
+    return min(close, key=lambda run: (run.epochs, run.gap, run.score))
 
 
 _HEADER = ("learning_rate", "final loss", "val_loss", "gap to LS", "epochs", "diverged")
@@ -264,7 +275,8 @@ def run_sweep(args, x, y, features) -> int:
     diverged = [run for run in runs if run.diverged]
     print(
         f"Best: learning_rate={best.learning_rate:g} (lowest {criterion} of the "
-        f"{len(runs) - len(diverged)} runs that did not diverge)"
+        f"{len(runs) - len(diverged)} runs that did not diverge, to {SCORE_TIE:g} relative; "
+        "then fewest epochs)"
     )
     print(f"View: {view}")
     return 0

@@ -160,7 +160,8 @@ def test_the_table_lists_every_rate_beside_an_independent_loop(sweep):
         (rate for rate in RATES if not expected[rate]["diverged"]),
         key=lambda rate: expected[rate]["val_loss"],
     )
-    assert best == "0.01"
+    assert best == "0.01"  # 30 epochs: 0.001 is still far from the optimum (no tie)
+    assert expected["0.001"]["val_loss"] > 1.01 * expected["0.01"]["val_loss"]
     assert f"Best: learning_rate={best} (lowest final val_loss of the 2 runs" in out
     assert f"TensorBoard logs: {sweep[0]}" in out
 
@@ -346,16 +347,19 @@ def test_the_console_script_exits_1_when_every_run_diverges_and_2_for_a_bad_list
     assert "argument --learning-rate" in line and "Received: --learning-rate=0.1,abc" in line
 
 
-def test_the_best_run_skips_diverged_and_non_finite_runs_and_breaks_ties_by_gap():
+def test_the_best_run_skips_diverged_and_non_finite_runs_and_prefers_fewer_epochs():
     from keras_linreg_cli.sweep import SweepRun, best_run
 
-    def run(rate, loss, gap, diverged=False, val_loss=None):
-        return SweepRun(rate, loss, val_loss, gap, 10, diverged)
+    def run(rate, loss, gap, epochs=10, diverged=False, val_loss=None):
+        return SweepRun(rate, loss, val_loss, gap, epochs, diverged)
 
     runs = [run(0.1, 1.0, 0.2), run(0.5, 1.0, 0.1), run(1.0, 0.5, 9.0, diverged=True)]
-    assert best_run(runs).learning_rate == 0.5
+    assert best_run(runs).learning_rate == 0.5  # equal loss and epochs: the smaller gap
     assert best_run([run(0.1, float("nan"), 0.0), run(0.2, 3.0, 1.0)]).learning_rate == 0.2
+    # Losses equal to 1e-4 (relative): the fewest epochs wins; further apart, the lower loss.
+    assert best_run([run(0.01, 1.0, 0.0, 500), run(0.1, 1.00005, 0.0, 49)]).learning_rate == 0.1
+    assert best_run([run(0.01, 1.0, 0.0, 500), run(0.1, 1.001, 0.0, 49)]).learning_rate == 0.01
     # With validation, the val_loss decides, not the training loss.
     runs = [run(0.1, 1.0, 0.0, val_loss=2.0), run(0.2, 2.0, 1.0, val_loss=1.5)]
     assert best_run(runs).learning_rate == 0.2
-    assert best_run([run(1.0, 9.0, 9.0, True)]) is None
+    assert best_run([run(1.0, 9.0, 9.0, diverged=True)]) is None
