@@ -197,6 +197,8 @@ def run_sweep(args, x, y, features) -> int:
     gap_data = (train_data[0].astype(np.float64), train_data[1].astype(np.float64))
     batch_size = args.batch_size or rows  # what fit_regression trains with
     validating = args.validation_split > 0
+    # `--no-intercept` (where the parser has it): the same model, optimum and gap without one.
+    no_intercept = {"fit_intercept": False} if getattr(args, "no_intercept", False) else {}
     log_dir = args.log_dir or new_run_dir(os.path.join("logs", "sweep"))
     write_hparams_experiment(
         log_dir,
@@ -240,6 +242,7 @@ def run_sweep(args, x, y, features) -> int:
                 seed=args.seed,
                 callbacks=[logger],
                 verbose=0,
+                **no_intercept,
             )
             diverged = False
         except keras_linreg.DivergenceError as error:  # marked; the sweep goes on
@@ -250,7 +253,7 @@ def run_sweep(args, x, y, features) -> int:
             learning_rate=rate,
             loss=float(logs["loss"][-1]),
             val_loss=float(logs["val_loss"][-1]) if "val_loss" in logs else None,
-            gap=least_squares_gap(slope, intercept, gap_data),
+            gap=least_squares_gap(slope, intercept, gap_data, **no_intercept),
             epochs=len(logs["loss"]),
             diverged=diverged,
             max_stable_learning_rate=stable,
