@@ -28,10 +28,16 @@ _EPILOG_TRAIN = """examples:
       --validation-split 0.2 --export models/houses/1 --save houses.keras --plot houses.png
   keras-linreg train houses.csv --target price --no-standardize --learning-rate 1e-6 \\
       --epochs 500 --tol 0
+  keras-linreg train houses.csv --target price --learning-rate 0.001,0.01,0.1,1.0 \\
+      --log-dir logs/houses-sweep      # a sweep: one run per rate, for TensorBoard's HParams
 """
 _EPILOG_PREDICT = """examples:
   keras-linreg predict models/houses/1 new_houses.csv
   keras-linreg predict houses.keras new_houses.csv --output predictions.csv
+"""
+_EPILOG_EXPORT = """examples:
+  keras-linreg export houses.keras houses.onnx
+  keras-linreg export houses.keras models/houses/1 --format saved_model --overwrite
 """
 
 
@@ -75,20 +81,6 @@ def _non_negative_float(name):
     return parse
 
 
-def _auto_or_positive_float(text):
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return _positive_float("learning rate")(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected auto or a number > 0, received {text!r}"
-        ) from None
-
-
-_auto_or_positive_float.__name__ = "learning rate"
-
-
 def _positive_int(text):
     try:
         value = int(text)
@@ -122,6 +114,8 @@ def _names(text):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `keras-linreg` argument parser (no TensorFlow involved)."""
+    from keras_linreg_cli import export_command, sweep
+
     parser = _Parser(
         prog=PROG,
         description="Linear regression y = x·slope + intercept, trained by plain SGD in Keras.",
@@ -184,10 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--learning-rate",
-        type=_auto_or_positive_float,
+        type=sweep.parse_learning_rates,
         default="auto",
+        metavar="RATE[,RATE...]",
         help="a number > 0, or auto: 1 / the largest eigenvalue of the loss's Hessian on "
-        "the training rows, half the largest stable rate (default auto)",
+        "the training rows, half the largest stable rate (default auto); several numbers, "
+        "comma-separated, run a sweep (one run each under --log-dir)",
     )
     train.add_argument(
         "--tol",
@@ -251,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--features", type=_names, metavar="A,B,...", help="for a model saved without names"
     )
     predict.add_argument("--output", metavar="FILE", help="default: standard output")
+
+    export = commands.add_parser(
+        "export",
+        help="write a .keras model as an ONNX file or a SavedModel for serving",
+        description="Writes MODEL.keras for serving: x float32 [None, n_features] -> y float32 "
+        "[None]. --format defaults to onnx when OUT ends in .onnx, else saved_model. OUT is "
+        "written atomically; an existing OUT is refused unless --overwrite.",
+        epilog=_EPILOG_EXPORT,
+        formatter_class=formatter,
+    )
+    export.add_argument("model", metavar="MODEL.keras")
+    export.add_argument("out", metavar="OUT")
+    export.add_argument(
+        "--format",
+        choices=export_command.FORMATS,
+        help="default: onnx if OUT ends in .onnx, else saved_model",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
 
 
@@ -290,6 +304,9 @@ def _check_paths(args) -> None:
         if args.output is not None:
             _check_writable(prog, "--output", args.output)
     if args.command == "train":
+        from keras_linreg_cli.sweep import check_sweep_args
+
+        check_sweep_args(args, prog)
         for option in ("export", "save", "plot"):
             path = getattr(args, option)
             if path is not None and os.path.lexists(path):
@@ -326,6 +343,10 @@ def _check_paths(args) -> None:
                 seen[key] = option.replace("_", "-")
         if args.features is not None and args.target in args.features:
             raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
+    if args.command == "export":
+        from keras_linreg_cli.export_command import check_args
+
+        check_args(args, prog)
 
 
 def _plot_format(path):

@@ -66,6 +66,10 @@ class _Outputs:
 
 
 def run(args) -> int:
+    if args.command == "export":
+        from keras_linreg_cli import export_command
+
+        return export_command.run(args)
     return {"demo": demo, "train": train, "predict": predict}[args.command](args)
 
 
@@ -121,6 +125,10 @@ def train(args) -> int:
             f"--validation-split {args.validation_split} leaves {train_rows} of {len(y)} rows "
             "for training; expected at least 2"
         )
+    if len(args.learning_rates) > 1:
+        from keras_linreg_cli.sweep import run_sweep
+
+        return run_sweep(args, x, y, features)
 
     callbacks, log_dir = [], None
     if not args.no_log:
