@@ -1,10 +1,12 @@
-"""MkDocs hook: the numbers of performance.md come from docs/benchmark.json.
+"""MkDocs hook: pages filled in from the files they would otherwise repeat.
 
-`scripts/benchmark.py` writes `docs/benchmark.json`; a page writes a
-placeholder such as `<!-- benchmark: throughput -->` where a table or sentence
-made from it goes, so the page cannot disagree with the last measurement.
-Also lets pytest-markdown-docs' fence options (```python notest,
-```python continuation) render as plain Python blocks.
+- `<!-- readme -->` (index.md) becomes README.md, its `docs/...` links made
+  relative to the site, so the front page and the README are one text.
+- `<!-- benchmark: NAME -->` (performance.md) becomes a table or sentence made
+  from `docs/benchmark.json`, which `scripts/benchmark.py` writes, so the page
+  cannot disagree with the last measurement.
+- pytest-markdown-docs' fence options (```python notest, ```python
+  continuation) are dropped, so those blocks render as plain Python.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import os
 import re
 
+_README = re.compile(r"<!--\s*readme\b[^>]*-->")
+_README_LINK = re.compile(r"\]\(docs/")
 _PLACEHOLDER = re.compile(r"<!--\s*benchmark:\s*([a-z_]+)\s*-->")
 _FENCE_OPTIONS = re.compile(
     r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>python|py|python3)[ \t]+[^\n`]*$", re.M
@@ -23,6 +27,11 @@ _MIB = 2**20
 
 def on_page_markdown(markdown, page, config, files):
     """Strips test options from fences and fills in the benchmark placeholders."""
+    if _README.search(markdown):
+        root = os.path.dirname(os.path.abspath(config["config_file_path"]))
+        with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+            readme = _README_LINK.sub("](", f.read())
+        markdown = _README.sub(lambda match: readme, markdown)
     markdown = _FENCE_OPTIONS.sub(r"\g<indent>\g<fence>\g<lang>", markdown)
     if _PLACEHOLDER.search(markdown):
         report = load_report(os.path.join(config["docs_dir"], "benchmark.json"))
