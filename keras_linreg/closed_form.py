@@ -523,7 +523,7 @@ def max_stable_learning_rate(
     loss(theta) = sum(w * (X theta - y) ** 2) / n,    X = [x, 1],  W = diag(w)
     ```
 
-    a quadratic with the constant Hessian `H = (2 / n) X^T W X` (2·E[w [x,1][x,1]^T]
+    a quadratic with the constant Hessian `H = (2 / n) X^T W X` (`2·E[w [x,1][x,1]^T]`
     for unit weights). One full-batch step `theta <- theta - lr * grad` multiplies
     the error `theta - theta*` along each eigenvector of `H` (eigenvalue `lambda`)
     by `1 - lr * lambda`, so it converges, and the loss decreases at every step,

@@ -546,6 +546,7 @@ def tensorboard_server(trained_log_dir):
         log_file.close()
 
 
+@pytest.mark.slow
 def test_real_tensorboard_server_serves_the_series(tensorboard_server, trained_log_dir):
     _, history, recorder = trained_log_dir
     tags = _get_json(f"{tensorboard_server}/data/plugin/scalars/tags")
