@@ -1,76 +1,9 @@
 """Every use of a private Keras API in keras_linreg, in one place.
 
-Three parts of the package use them (A, B and C); nothing else does:
-
-A. tf.distribute: Keras 3.15's TensorFlow trainer fails under
-   `tf.distribute` in two places (keras-team/keras#20585). `LinearRegression`
-   works around both with the two adapters `maybe_symbolic_build` and
-   `reducible_logs` (described in 1. and 2. below).
-B. The fast fit loop (`keras_linreg/fast_fit.py`) re-implements
-   `keras.Model.fit`'s epoch loop for in-memory arrays. To behave exactly as
-   Keras' loop it reuses, through the small functions at the end of this
-   module (3. below), the same private helpers Keras' own `fit` calls: the
-   compile check, the symbolic build, `BackupAndRestore`'s resume epoch,
-   `validation_freq`, the cached validation iterator, the detection of
-   overridden callback hooks and the conversion of logs to Python floats.
-C. Data checks and TensorBoard logging (`inputs.py`, `callbacks.py`):
-   two small reads (4. below).
-
-All of it was written against Keras 3.15 (hence `keras>=3.15,<3.16` in
-`pyproject.toml`), and `tests/test_keras_internals.py` fails loudly if a
-Keras upgrade changes what it relies on.
-
-1. `TensorFlowTrainer._maybe_symbolic_build(iterator=None, data_batch=None)`
-   runs at the start of `fit`/`evaluate` for a model created under a
-   strategy's scope. It takes the first distributed batch and calls
-   `strategy.reduce("MEAN", batch, axis=None)` on the *input data* only to
-   learn its shapes and dtypes. That all-reduce fails under
-   `MultiWorkerMirroredStrategy` ("Attempt to convert a value (PerReplica...)
-   with an unsupported type") and, under `MirroredStrategy`, whenever the
-   first global batch does not split evenly over the replicas (`AddN` of a
-   `(31, k)` and a `(30, k)` tensor). `maybe_symbolic_build` hands Keras'
-   own method the first replica's part of that batch instead: same shapes
-   and dtypes up to the batch dimension, no communication.
-
-2. After each step, `reduce_per_replica(logs, strategy, "auto")` reduces the
-   step's logs. In multi-worker mode (Keras' own predicate
-   `_collective_all_reduce_multi_worker`) it calls
-   `strategy.reduce("MEAN", v, axis=0)`, which fails for the scalar logs
-   every Keras model returns ("Invalid reduction dimension 0 for input with
-   0 dimensions"). `reducible_logs` reshapes the logs to `(1,)` exactly in
-   that case, so that reduction averages them over the replicas and yields
-   scalars again; everywhere else the logs stay as they are.
-
-The first adapter also refuses, with a clear error before any step, the two
-`compile()` options Keras 3.15 cannot run with more than one replica
-(`steps_per_execution > 1`, `jit_compile=True`), which otherwise fail deep in
-a graph execution.
-
-Neither adapter changes the numbers: the global-batch loss and update are
-computed in `LinearRegression.train_step` with public `tf.distribute` APIs,
-and the epoch logs Keras reports come from the metrics' cross-replica values.
-
-3. The fast fit loop (`fast_fit._FastFit`) mirrors
-   `TensorFlowTrainer.fit` step for step and calls, where Keras' `fit`
-   calls a private helper, the wrapper of that same helper:
-   `assert_compile_called` (`Trainer._assert_compile_called`),
-   `symbolic_build` (`Trainer._symbolic_build`), `initial_epoch`
-   (`Trainer._initial_epoch`, set by `BackupAndRestore`), `should_eval`
-   (`Trainer._should_eval`), `evaluate_cached` and `clear_eval_iterator`
-   (`_eval_epoch_iterator`, `TFEpochIterator` and `evaluate`'s
-   `_use_cached_eval_dataset`), `pythonify_logs`
-   (`keras.src.utils.python_utils.pythonify_logs`), plus
-   `has_own_strategy` (`TensorFlowTrainer._distribute_strategy`) and
-   `overrides_hook` (the `_is_default` marker of `keras.src.utils.default`,
-   which `CallbackList` reads). Calling Keras' own helpers rather than
-   copies keeps the fast path's errors, resume epoch, validation schedule
-   and logs identical to the stock path's, and in step with Keras.
-
-4. Two smaller reads elsewhere: `is_fit_validation_pass` (used by
-   `inputs.check_evaluate_arguments`) recognises the `_use_cached_eval_dataset`
-   flag of `fit`'s own validation call, and `learning_rate_schedule` (used
-   by `callbacks.ParameterLogger`) reads the schedule an optimizer keeps in
-   `_learning_rate`.
+The tf.distribute adapters for Keras 3.15's trainer (keras-team/keras#20585),
+the wrappers of Keras' own `fit` helpers that the fast loop calls, and two
+small reads. `tests/test_keras_internals.py` fails if Keras changes beneath
+them (hence `keras>=3.15,<3.16`). Design notes: `docs/design/keras-internals.md`.
 """
 
 from __future__ import annotations

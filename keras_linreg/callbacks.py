@@ -53,7 +53,9 @@ class ParameterLogger(keras.callbacks.Callback):
     - `intercept`, and `slope` (one feature) or `slope/<name>` for each
       feature (`model.feature_names`, or the column index), as
       `model.get_parameters()` returns them, i.e. in the units of the raw
-      data: `y = x · slope + intercept`;
+      data: `y = x · slope + intercept`. A model with `fit_intercept=False`
+      has no intercept, and no `intercept` series is written for it (a flat
+      line of zeros would look like a learned value);
     - `learning_rate`: the rate applied at the epoch's last step. For a
       `LearningRateSchedule` that is `schedule(iterations - 1)`; for a plain
       rate it is the value in effect during the epoch, also when
@@ -183,7 +185,8 @@ class ParameterLogger(keras.callbacks.Callback):
             for name, value in logs.items():
                 if name not in own:
                     _write_log(name, value, step)
-            tf.summary.scalar("intercept", intercept, step=step)
+            if getattr(self.model, "fit_intercept", True):
+                tf.summary.scalar("intercept", intercept, step=step)
             for name, value in zip(names, slope, strict=True):
                 tf.summary.scalar(name, value, step=step)
             if learning_rate is not None:
@@ -218,7 +221,10 @@ class ParameterLogger(keras.callbacks.Callback):
             _check_features(self._gap_data[0], self.model.n_features)
             slope, intercept = self.model.get_parameters()
             metrics["gap_to_least_squares"] = _hparams.least_squares_gap(
-                slope, intercept, self._gap_data
+                slope,
+                intercept,
+                self._gap_data,
+                fit_intercept=getattr(self.model, "fit_intercept", True),
             )
         with self._get_writer().as_default():
             for tag, value in metrics.items():

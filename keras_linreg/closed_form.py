@@ -524,7 +524,9 @@ def _solve_batches(batches, *, fit_intercept, l2, shift=None):
     return solution
 
 
-def max_stable_learning_rate(x, sample_weight=None, *, design=None, l2=0.0) -> float:
+def max_stable_learning_rate(
+    x, sample_weight=None, *, design=None, l2=0.0, fit_intercept=True
+) -> float:
     """The largest learning rate at which full-batch gradient descent converges.
 
     `LinearRegression` minimises, over `theta = (slope, intercept)`,
@@ -533,7 +535,7 @@ def max_stable_learning_rate(x, sample_weight=None, *, design=None, l2=0.0) -> f
     loss(theta) = sum(w * (X theta - y) ** 2) / n,    X = [x, 1],  W = diag(w)
     ```
 
-    a quadratic with the constant Hessian `H = (2 / n) X^T W X` (2·E[w [x,1][x,1]^T]
+    a quadratic with the constant Hessian `H = (2 / n) X^T W X` (`2·E[w [x,1][x,1]^T]`
     for unit weights). One full-batch step `theta <- theta - lr * grad` multiplies
     the error `theta - theta*` along each eigenvector of `H` (eigenvalue `lambda`)
     by `1 - lr * lambda`, so it converges, and the loss decreases at every step,
@@ -560,17 +562,24 @@ def max_stable_learning_rate(x, sample_weight=None, *, design=None, l2=0.0) -> f
             transforms its features first (see `hessian_eigenvalues`).
         l2: The coefficient of an L2 slope penalty `l2 · Σ slope²`, whose
             curvature `2·l2` joins the slope block of `H`.
+        fit_intercept: If False (a `LinearRegression(fit_intercept=False)`),
+            `X = x` without the column of ones. Ignored when `design` is given.
 
     Returns:
         A float > 0 (`inf` when `H` is zero, e.g. all weights zero).
     """
-    largest = float(hessian_eigenvalues(x, sample_weight, design=design, l2=l2)[-1])
+    eigenvalues = hessian_eigenvalues(
+        x, sample_weight, design=design, l2=l2, fit_intercept=fit_intercept
+    )
+    largest = float(eigenvalues[-1])
     if largest <= 0:
         return float("inf")
     return 2.0 / largest
 
 
-def hessian_eigenvalues(x, sample_weight=None, *, design=None, l2=0.0) -> np.ndarray:
+def hessian_eigenvalues(
+    x, sample_weight=None, *, design=None, l2=0.0, fit_intercept=True
+) -> np.ndarray:
     """Eigenvalues (ascending) of the loss's Hessian `H = (2 / n) Z^T W Z`, in float64.
 
     `Z` is the Jacobian of the prediction in the trainable weights, `[x, 1]` for
@@ -586,6 +595,8 @@ def hessian_eigenvalues(x, sample_weight=None, *, design=None, l2=0.0) -> np.nda
         l2: An L2 slope penalty's coefficient: `H` gains `2·l2` on the diagonal
             of its first `n_features` entries (the slope's; `Z`'s columns start
             with the slope's).
+        fit_intercept: If False, the default `Z` is `x` alone (no column of
+            ones). Ignored when `design` is given.
 
     Returns:
         A float64 array of the `p` eigenvalues, ascending.
@@ -595,7 +606,9 @@ def hessian_eigenvalues(x, sample_weight=None, *, design=None, l2=0.0) -> np.nda
     gram = 0.0
     for start in range(0, n, _CHUNK_ROWS):
         rows = x[start : start + _CHUNK_ROWS]
-        if design is None:
+        if design is None and not fit_intercept:
+            z = rows.astype(np.float64)
+        elif design is None:
             z = np.hstack([rows.astype(np.float64), np.ones((len(rows), 1))])
         else:
             z = np.asarray(design(rows), dtype=np.float64)

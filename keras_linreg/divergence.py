@@ -196,6 +196,25 @@ def rearm(model):
 
 
 # ---------------------------------------------------------------- on host
+def stable_learning_rate(model, x, fit_kwargs):
+    """`2 / λ_max` of the loss's Hessian on `fit`'s training rows of in-memory `x`.
+
+    In the model's trainable weights (standardized ones for `standardize=True`),
+    with the L2 penalty's curvature; `inf` when the Hessian is zero.
+
+    Raises:
+        ValueError: the rate cannot be computed for this data.
+    """
+    rate = _TrainingData.from_fit_arguments(x, fit_kwargs).max_stable_learning_rate(model)
+    if rate is None:
+        raise ValueError(
+            "Received an invalid value for `x`: the largest stable learning rate "
+            "could not be computed from it. Received: x of type "
+            f"{type(x).__name__}"
+        )
+    return rate
+
+
 class _TrainingData:
     """What the error message needs to know about `fit`'s training data."""
 
@@ -236,11 +255,47 @@ class _TrainingData:
             return None  # only a hint for the message: fall back to "a tenth"
 
 
+    def standardize_hint(self):
+        """Advice to standardize when that would condition the problem much better."""
+        if self.x is None:
+            return ""
+        x, n = self.x
+        try:
+            x = inputs.to_numpy(x)[:n].astype(np.float64).reshape(n, -1)
+            weights = self.sample_weight
+            if weights is not None:
+                weights = inputs.to_numpy(weights).reshape(-1)[:n]
+            raw = closed_form.hessian_eigenvalues(x, weights)
+            std = x.std(axis=0)
+            std[std == 0] = 1.0
+            z = (x - x.mean(axis=0)) / std
+            scaled = closed_form.hessian_eigenvalues(z, weights)
+        except (ValueError, np.linalg.LinAlgError):
+            return ""
+        raw_condition, scaled_condition = _condition(raw), _condition(scaled)
+        if not raw_condition > 10.0 * scaled_condition:
+            return ""
+        return (
+            " The features are badly scaled for gradient descent: the loss's Hessian "
+            f"has condition number {raw_condition:.3g} on them and {scaled_condition:.3g} "
+            "on standardized features. Try LinearRegression(standardize=True) "
+            "(`keras-linreg train --standardize`), whose stable rate is near 1 and "
+            "which needs far fewer epochs; parameters are still reported in raw units."
+        )
+
+
+def _condition(eigenvalues):
+    largest, smallest = float(eigenvalues[-1]), float(eigenvalues[0])
+    return largest / smallest if smallest > 0 else float("inf")
+
+
 def _jacobian(model):
     """The prediction's Jacobian in the model's trainable weights, for rows of `x`.
 
-    For the plain model it is `[x, 1]`; a model that transforms its features before
-    the weights (standardization) is accounted for as it trains.
+    For the plain model it is `[x, 1]`, and `x` alone with `fit_intercept=False` (the
+    Jacobian is taken in `model.trainable_variables`, which then hold no intercept); a
+    model that transforms its features before the weights (standardization) is
+    accounted for as it trains.
     """
     variables = _weights(model)
 
@@ -328,7 +383,10 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.model._divergence_guard.stopped = True
         rate = self.model.learning_rate
         stable = self.data.max_stable_learning_rate(self.model)
-        self.error = (_message(what, rate, stable, self.data), rate, stable, epoch)
+        message = _message(what, rate, stable, self.data)
+        if not getattr(self.model, "standardize", True):
+            message += self.data.standardize_hint()
+        self.error = (message, rate, stable, epoch)
 
     def _nonfinite_message(self, epoch, loss):
         shown = "non-finite" if loss is None or math.isfinite(loss) else f"{loss}"
@@ -351,7 +409,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
 
 def _weights(model):
-    """The weights training updates (`slope` and `intercept`)."""
+    """The weights training updates (`slope`, and `intercept` when the model has one)."""
     return list(model.trainable_variables)
 
 

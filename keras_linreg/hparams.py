@@ -124,14 +124,15 @@ def write_session_start(hparams, trial_id):
     hp.hparams(hparams, trial_id=trial_id, start_time_secs=time.time())
 
 
-def least_squares_gap(slope, intercept, data):
+def least_squares_gap(slope, intercept, data, *, fit_intercept=True):
     """`mse(slope, intercept) - mse(least squares)` on `data = (x, y)`, float64.
 
     `x` is `(n, n_features)` and `y` `(n,)`. Non-negative up to rounding;
-    inf or NaN when the weights are (diverged ones).
+    inf or NaN when the weights are (diverged ones). With
+    `fit_intercept=False` the optimum is the one through the origin.
     """
     x, y = data
-    optimum_slope, optimum_intercept = least_squares(x, y)
+    optimum_slope, optimum_intercept = least_squares(x, y, fit_intercept=fit_intercept)
     with np.errstate(over="ignore", invalid="ignore"):
         mse = np.mean((x @ np.asarray(slope, np.float64) + intercept - y) ** 2)
         optimum = np.mean((x @ optimum_slope + optimum_intercept - y) ** 2)

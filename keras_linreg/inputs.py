@@ -29,7 +29,9 @@ __all__ = [
     "check_evaluate_arguments",
     "check_fit_arguments",
     "check_predict_arguments",
+    "first_invalid_value",
     "is_batched",
+    "is_file_dataset",
     "is_in_memory",
     "orders_itself",
     "reiterable",
@@ -66,6 +68,23 @@ def is_in_memory(value) -> bool:
         or np.isscalar(value)
         or hasattr(value, "__array__")
     )
+
+
+def is_file_dataset(value) -> bool:
+    """Whether `value` is a `keras_linreg.data.dataset_from_files` dataset.
+
+    Such a dataset is finite and can be read more than once (a new pass over the
+    files each time), and knows its features' names.
+    """
+    return isinstance(value, tf.data.Dataset) and _file_features(value) is not None
+
+
+def _file_features(dataset):
+    return getattr(dataset, FILE_FEATURES_ATTRIBUTE, None)
+
+
+# Where `dataset_from_files` records the feature names on its dataset.
+FILE_FEATURES_ATTRIBUTE = "_keras_linreg_feature_names"
 
 
 def orders_itself(x) -> bool:
@@ -166,6 +185,8 @@ def check_fit_arguments(model, x, y, args, kwargs):
     arguments = _bind(_FIT_SIGNATURE, model, x, y, args, kwargs)
     x, y = arguments.pop("x"), arguments.pop("y")
     _record_column_names(model, x)
+    _check_file_features(model, x, "x")
+    _check_file_features(model, arguments.get("validation_data"), "validation_data")
     x, y, weights = _check_for_model(
         model, x, y, arguments.get("sample_weight"), _NAMES, require_y=True
     )
@@ -203,6 +224,7 @@ def check_evaluate_arguments(model, x, y, args, kwargs):
     if _keras_internals.is_fit_validation_pass(arguments):
         # `fit`'s own validation pass: its data was checked when fit began.
         return x, y, arguments
+    _check_file_features(model, x, "x")
     x, y, weights = _check_for_model(
         model, x, y, arguments.get("sample_weight"), _NAMES, require_y=is_in_memory(x)
     )
@@ -216,6 +238,7 @@ def check_predict_arguments(model, x, args, kwargs):
     arguments = _bind(_PREDICT_SIGNATURE, model, x, None, args, kwargs)
     x = arguments.pop("x")
     arguments.pop("y", None)
+    _check_file_features(model, x, "x")
     x, _, _ = _check_for_model(model, x, None, None, _NAMES, require_y=False)
     return x, arguments
 
@@ -296,16 +319,33 @@ def _record_column_names(model, x):
     Only when the column count fits the model (built or not); a mismatch is left to
     the shape check, which names both counts.
     """
-    if getattr(model, "feature_names", None) or not (
-        hasattr(x, "columns") and _is_pandas(x)
-    ):
+    if getattr(model, "feature_names", None):
         return
-    names = tuple(str(column) for column in x.columns)
+    if is_file_dataset(x):
+        names = tuple(_file_features(x))
+    elif hasattr(x, "columns") and _is_pandas(x):
+        names = tuple(str(column) for column in x.columns)
+    else:
+        return
     if len(set(names)) != len(names):
         return  # duplicate labels cannot select columns by name
     if model.built and getattr(model, "n_features", None) != len(names):
         return
     model.feature_names = names
+
+
+def _check_file_features(model, dataset, name):
+    """A `dataset_from_files` dataset must read the model's features, in its order."""
+    names = getattr(model, "feature_names", None)
+    if not names or not is_file_dataset(dataset):
+        return
+    features = tuple(_file_features(dataset))
+    if features != tuple(names):
+        raise ValueError(
+            f"Received `{name}` read from files with features={features!r}, but the "
+            f"model's features are feature_names={tuple(names)!r}, in this order. Pass "
+            "`features=model.feature_names` to `dataset_from_files`."
+        )
 
 
 def _select_columns(model, frame, name):
@@ -418,6 +458,51 @@ def _check(x, y, sample_weight, *, names, require_y, n_features, column_names, f
                 f"{w_name}[{row}]={float(w_array.reshape(-1)[row])!r}"
             )
     return x_array, y_array, w_array
+
+
+def first_invalid_value(values, *, float32=True, non_negative=False):
+    """The first entry of a float vector the model cannot use, or None.
+
+    The value rules of `fit` for one column of data read from a file: finite
+    (no NaN, no ±inf), within float32's finite range (`|v| <= 3.4028235e38`,
+    else it would become inf in the model's float32) when `float32`, and
+    `>= 0` when `non_negative` (sample weights). One `min`/`max` pass when
+    everything is valid; the masks are built only to locate a bad entry.
+
+    Args:
+        values: A 1-D float NumPy array (float64, or float32 as stored).
+        float32: Whether to check the float32 range.
+        non_negative: Whether negative values are invalid.
+
+    Returns:
+        None, or `(index, problem)`: the 0-based index of the first invalid
+        entry and a phrase saying what is wrong with it.
+    """
+    if values.size == 0:
+        return None
+    low, high = values.min(), values.max()  # NaN and ±inf propagate into these
+    if (
+        np.isfinite(low)
+        and np.isfinite(high)
+        and not (float32 and max(-low, high) > _FLOAT32_MAX)
+        and not (non_negative and low < 0)
+    ):
+        return None
+    rules = [(~np.isfinite(values), "is not finite (NaN or ±inf)")]
+    if float32:
+        rules.append((
+            np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX),
+            f"is outside float32's finite range (|v| > {_FLOAT32_MAX:.8g}) and would "
+            "become inf in the model's float32",
+        ))
+    if non_negative:
+        rules.append((
+            values < 0,
+            "is negative: a negative weight makes the weighted mean squared error "
+            "unbounded below",
+        ))
+    found = [(int(np.argmax(mask)), problem) for mask, problem in rules if mask.any()]
+    return min(found, key=lambda item: item[0])
 
 
 def _to_array(value, name):

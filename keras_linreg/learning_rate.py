@@ -2,6 +2,8 @@
 
 Keras' learning-rate callbacks (`LearningRateScheduler`, `ReduceLROnPlateau`)
 and `keras.callbacks.TensorBoard` read and set `model.optimizer.learning_rate`.
+`learning_rate="auto"` is resolved from the training data at the first `fit`
+(`auto_learning_rate`).
 `LinearRegression` applies plain SGD itself, so its "optimizer" is only a
 holder: it owns the learning rate (a variable, or a schedule) and the step
 counter the schedule is evaluated on, both saved and restored with the model,
@@ -62,20 +64,50 @@ class LearningRateState(keras.optimizers.Optimizer):
         return {"name": config["name"], "learning_rate": config["learning_rate"]}
 
 
+AUTO = "auto"
+
+
 def validate_learning_rate(learning_rate):
-    """Returns `learning_rate` as a finite float > 0, or the schedule given.
+    """Returns `learning_rate` as a finite float > 0, the schedule given, or `"auto"`.
 
     Raises:
-        ValueError: for anything else (bool, string, 0, negative, NaN, inf).
+        ValueError: for anything else (bool, other strings, 0, negative, NaN, inf).
     """
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate
+    if learning_rate == AUTO:
+        return AUTO
     if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
         value = float(learning_rate)
         if math.isfinite(value) and value > 0:
             return value
     raise ValueError(
         "Received an invalid value for `learning_rate`, expected a finite float "
-        "> 0 or a keras.optimizers.schedules.LearningRateSchedule. "
+        "> 0, a keras.optimizers.schedules.LearningRateSchedule or \"auto\". "
         f"Received: learning_rate={learning_rate!r}"
     )
+
+
+def auto_learning_rate(stable_rate):
+    """The rate `learning_rate="auto"` picks: half the largest stable rate.
+
+    With `H` the loss's Hessian on the training rows in the trainable weights
+    (`[x, 1]`, or `[z, 1]` for standardized features `z`; plus `2·l2` on the
+    slope for an L2 penalty), full-batch gradient descent is stable below
+    `2 / λ_max(H)` (`keras_linreg.max_stable_learning_rate`), and
+
+    ```
+    lr = 1 / λ_max(H)
+    ```
+
+    is half of it: each step shrinks the error along the top eigenvector
+    to 0 in one step, along the others by `1 − λ / λ_max`, and leaves a factor
+    2 of margin for mini-batches, whose Hessians vary around `H`.
+    """
+    if not (math.isfinite(stable_rate) and stable_rate > 0):
+        raise ValueError(
+            "learning_rate=\"auto\" found no curvature in the training data (the "
+            "loss's Hessian is zero, e.g. all sample weights are 0); pass a number. "
+            f"Received: max stable learning rate {stable_rate!r}"
+        )
+    return stable_rate / 2.0

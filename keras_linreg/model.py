@@ -8,7 +8,13 @@ import tensorflow as tf
 
 from keras_linreg import _keras_internals, divergence, fast_fit, inputs, standardization
 from keras_linreg import regularization as _regularization
-from keras_linreg.learning_rate import LearningRateState, validate_learning_rate
+from keras_linreg.data import raising_file_errors
+from keras_linreg.learning_rate import (
+    AUTO,
+    LearningRateState,
+    auto_learning_rate,
+    validate_learning_rate,
+)
 
 # A standardizing model's own variables in files written before the
 # `Standardization` layer: w, b and the three statistics.
@@ -25,8 +31,9 @@ class LinearRegression(keras.Model):
     """Linear regression `y = x · slope + intercept`, fitted by plain SGD.
 
     The model has two trainable weights, `slope` of shape `(n_features,)` and
-    `intercept` of shape `()`. `x` may be 1-D, `(n,)` (one feature), or 2-D,
-    `(n, n_features)`; the prediction has shape `(n,)`.
+    `intercept` of shape `()` (only `slope` with `fit_intercept=False`: the
+    fit goes through the origin, `y = x · slope`). `x` may be 1-D, `(n,)`
+    (one feature), or 2-D, `(n, n_features)`; the prediction has shape `(n,)`.
 
     Each training step computes, for a batch of `n` rows with optional sample
     weights `w` (1 when not given), the mean squared error
@@ -63,9 +70,12 @@ class LinearRegression(keras.Model):
         n_features: Optional number of features. When given, the weights are
             created at once (Keras' `BackupAndRestore` needs a built model);
             otherwise at the first call, from the input's shape.
-        learning_rate: A float > 0, or a
+        learning_rate: A float > 0, a
             `keras.optimizers.schedules.LearningRateSchedule` of the step
-            counter. Defaults to 0.01.
+            counter, or `"auto"`: at the first `fit`, `1 / λ_max` of the
+            loss's Hessian on the training rows (half the largest stable
+            rate, see `keras_linreg.learning_rate.auto_learning_rate`), for
+            in-memory data. Defaults to 0.01 (the tutorial's rate).
         slope_initializer: Initializer for `slope` (a Keras initializer name
             or object). Defaults to `"zeros"`.
         intercept_initializer: Initializer for `intercept`. Defaults to
@@ -83,7 +93,18 @@ class LinearRegression(keras.Model):
             raw-unit values derived from the trainable `standardized_slope`
             `w` and `standardized_intercept` `b`: `slope = w / std`,
             `intercept = b - Σ w · mean / std` (see
-            `docs/design/standardization.md`). Defaults to False.
+            `docs/design/standardization.md`). Defaults to False. With
+            `fit_intercept=False` the features are scaled without centering,
+            `z = x / rms` with `rms = sqrt(mean(x²))` (centering needs an
+            intercept), and `slope = w / rms` (see `docs/no-intercept.md`).
+        slope_regularizer: Optional Keras regularizer of the slope (`"l1"`,
+            `"l2"`, `"l1_l2"` or a `keras.regularizers.Regularizer`); see
+            `docs/regularization.md`.
+        fit_intercept: If True (default), learn `intercept`. If False, the
+            model is `y = x · slope`: it has no intercept variable at all
+            (nothing to train, save or export), `intercept` reads as the
+            constant 0.0, and `intercept_initializer` is ignored (as Keras'
+            `Dense(use_bias=False)` ignores `bias_initializer`).
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Example:
@@ -110,10 +131,17 @@ class LinearRegression(keras.Model):
         feature_names=None,
         standardize=False,
         slope_regularizer=None,
+        fit_intercept=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.slope_regularizer = _regularization.get(slope_regularizer)
+        if not isinstance(fit_intercept, bool):
+            raise ValueError(
+                "Received an invalid value for `fit_intercept`, expected a bool. "
+                f"Received: fit_intercept={fit_intercept!r}"
+            )
+        self.fit_intercept = fit_intercept
         if not isinstance(standardize, bool):
             raise ValueError(
                 "Received an invalid value for `standardize`, expected a bool. "
@@ -150,6 +178,7 @@ class LinearRegression(keras.Model):
                     f"Received: feature_names={feature_names!r}"
                 )
         self.learning_rate_config = validate_learning_rate(learning_rate)
+        self._auto_rate_resolved = False
         self.slope_initializer = keras.initializers.get(slope_initializer)
         self.intercept_initializer = keras.initializers.get(intercept_initializer)
         self.feature_names = feature_names
@@ -204,15 +233,19 @@ class LinearRegression(keras.Model):
             regularizer=self.slope_regularizer,  # its penalty shows in `model.losses`
             aggregation="only_first_replica",
         )
-        self._trainable_intercept = self.add_weight(
-            name=intercept_name,
-            shape=(),
-            initializer=self.intercept_initializer,
-            aggregation="only_first_replica",
-        )
+        # Without an intercept there is no variable for it at all: nothing can
+        # train, save, restore or export one (docs/no-intercept.md).
+        self._trainable_intercept = None
+        if self.fit_intercept:
+            self._trainable_intercept = self.add_weight(
+                name=intercept_name,
+                shape=(),
+                initializer=self.intercept_initializer,
+                aggregation="only_first_replica",
+            )
         if self.standardize:
             self.standardization = standardization.Standardization(
-                name="standardization", dtype=self.dtype_policy
+                center=self.fit_intercept, name="standardization", dtype=self.dtype_policy
             )
             self.standardization.build((None, n_features))
         self.built = True
@@ -237,7 +270,10 @@ class LinearRegression(keras.Model):
             )
         if self.standardize:
             x = self.standardization(x)
-        return tf.linalg.matvec(x, self._trainable_slope) + self._trainable_intercept
+        y = tf.linalg.matvec(x, self._trainable_slope)
+        if self._trainable_intercept is None:
+            return y
+        return y + self._trainable_intercept
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],)
@@ -274,7 +310,9 @@ class LinearRegression(keras.Model):
         Other arguments are passed to `keras.Model.compile`.
         """
         if optimizer is None:
-            optimizer = LearningRateState(learning_rate=self.learning_rate_config)
+            rate = self.learning_rate_config
+            # "auto" is resolved from the data at the first `fit`.
+            optimizer = LearningRateState(learning_rate=1.0 if rate == AUTO else rate)
         elif not isinstance(optimizer, LearningRateState):
             raise ValueError(
                 "Received an invalid value for `optimizer`: LinearRegression "
@@ -325,9 +363,11 @@ class LinearRegression(keras.Model):
         schedule evaluated at the step counter; before, the configured value
         (a schedule evaluated at step 0).
         """
+        rate = self.learning_rate_config
+        if rate == AUTO and not self._auto_rate_resolved:
+            return AUTO  # until the first `fit` has seen the data
         if self.compiled and isinstance(self.optimizer, LearningRateState):
             return _as_float(self.optimizer.learning_rate)
-        rate = self.learning_rate_config
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             return _as_float(rate(0))
         return rate
@@ -416,15 +456,34 @@ class LinearRegression(keras.Model):
         """
         x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
         inputs.build_from_data(self, x)
-        standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
-        monitor = divergence.DivergenceMonitor(x, kwargs)
-        kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
-        if fast_fit.applies(self, x, y, kwargs):
-            history = fast_fit.fit(self, x, y, **kwargs)
-        else:
-            history = super().fit(x, y, **kwargs)
+        # Bad data in files (keras_linreg.data) raises as itself.
+        with raising_file_errors(x, kwargs.get("validation_data")):
+            standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
+            self._resolve_auto_learning_rate(x, kwargs)
+            monitor = divergence.DivergenceMonitor(x, kwargs)
+            kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
+            if fast_fit.applies(self, x, y, kwargs):
+                history = fast_fit.fit(self, x, y, **kwargs)
+            else:
+                history = super().fit(x, y, **kwargs)
         monitor.raise_if_diverged(history)
         return history
+
+    def _resolve_auto_learning_rate(self, x, kwargs):
+        """Sets `learning_rate="auto"`'s rate from the training data, at the first fit."""
+        if self.learning_rate_config != AUTO or not self.compiled or self._auto_rate_resolved:
+            return
+        if not inputs.is_in_memory(x):
+            raise ValueError(
+                'Received an invalid value for `x`: learning_rate="auto" computes the '
+                "rate from in-memory training data (NumPy arrays, tensors, pandas), "
+                "and cannot see a dataset or generator before training. Pass a number "
+                "(e.g. keras_linreg.max_stable_learning_rate(x_sample) / 2). "
+                f"Received: x of type {type(x).__name__}"
+            )
+        stable = divergence.stable_learning_rate(self, x, kwargs)
+        self.optimizer.learning_rate.assign(auto_learning_rate(stable))
+        self._auto_rate_resolved = True
 
     def train_on_batch(self, *args, **kwargs):
         self._divergence_guard.rearm()  # a non-finite batch is skipped, not latched
@@ -432,11 +491,13 @@ class LinearRegression(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
-        return super().evaluate(x, y, **kwargs)
+        with raising_file_errors(x):
+            return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         x, kwargs = inputs.check_predict_arguments(self, x, args, kwargs)
-        return super().predict(x, **kwargs)
+        with raising_file_errors(x):
+            return super().predict(x, **kwargs)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):
         """Returns `(sum(w * (y_pred - y)**2), n)` over this batch's rows."""
@@ -502,10 +563,13 @@ class LinearRegression(keras.Model):
         """The intercept in raw units, `()`.
 
         The trainable variable itself with `standardize=False`; with True, a
-        read-only tensor `b - Σ w · mean / std`.
+        read-only tensor `b - Σ w · mean / std`; with `fit_intercept=False`,
+        a constant tensor 0.0 (there is no intercept variable).
         """
         if not self.built:
             raise AttributeError(_NOT_BUILT.format(name="intercept"))
+        if not self.fit_intercept:
+            return tf.zeros((), dtype=self.dtype)
         if self.standardize:
             layer = self.standardization
             w = self._trainable_slope
@@ -516,7 +580,10 @@ class LinearRegression(keras.Model):
 
     @property
     def _trainable_parameters(self):
-        """The variables `train_step` updates: `[slope, intercept]` as learned."""
+        """The variables `train_step` updates: `[slope, intercept]` as learned,
+        `[slope]` with `fit_intercept=False`."""
+        if self._trainable_intercept is None:
+            return [self._trainable_slope]
         return [self._trainable_slope, self._trainable_intercept]
 
     # The statistics of a standardizing model are its `Standardization` layer's.
@@ -545,7 +612,9 @@ class LinearRegression(keras.Model):
     def adapt(self, data, steps=None):
         """Sets the feature statistics of a `standardize=True` model.
 
-        One pass over `data` (see `keras_linreg.standardization.feature_statistics`):
+        One pass over `data` (see `keras_linreg.standardization.feature_statistics`;
+        with `fit_intercept=False`, `center=False`: mean 0 and `std` the root
+        mean square, so features are scaled but not centered):
         an array, or a batched `tf.data.Dataset` yielding `x` or
         `(x, y[, sample_weight])`. The model is built from the data's number
         of features if not yet, and its trainable weights `w`, `b` are
@@ -576,7 +645,10 @@ class LinearRegression(keras.Model):
                 "LinearRegression has standardize=False. Construct it with "
                 "`LinearRegression(standardize=True)`."
             )
-        mean, std, rows = standardization.feature_statistics(data, steps=steps)
+        with raising_file_errors(data):
+            mean, std, rows = standardization.feature_statistics(
+                data, steps=steps, center=self.fit_intercept
+            )
         if not self.built:
             # Under the strategy the model was created in, so the weights are
             # mirrored like those `fit` would build.
@@ -593,18 +665,27 @@ class LinearRegression(keras.Model):
         # reproduce the raw-unit parameters.
         mean, std = self.standardization.statistics()
         self._trainable_slope.assign((slope * std).astype(self._trainable_slope.dtype))
-        self._trainable_intercept.assign(
-            np.asarray(intercept + np.sum(slope * mean), dtype=self._trainable_intercept.dtype)
-        )
+        if self._trainable_intercept is not None:
+            self._trainable_intercept.assign(
+                np.asarray(
+                    intercept + np.sum(slope * mean), dtype=self._trainable_intercept.dtype
+                )
+            )
 
     def get_parameters(self):
         """Returns `(slope, intercept)` in raw units as float64 NumPy values.
 
         With `standardize=True`, computed in float64 from the weights:
-        `slope = w / std`, `intercept = b - Σ w · mean / std`.
+        `slope = w / std`, `intercept = b - Σ w · mean / std`. With
+        `fit_intercept=False` the intercept is exactly 0.0.
         """
         self._check_built("get_parameters")
         w = self._trainable_slope.numpy().astype(np.float64)
+        if self._trainable_intercept is None:
+            if self.standardize:
+                _, std = self.standardization.statistics()
+                return w / std, 0.0
+            return w, 0.0
         b = float(self._trainable_intercept.numpy())
         if self.standardize:
             mean, std = self.standardization.statistics()
@@ -641,6 +722,7 @@ class LinearRegression(keras.Model):
                 if self.slope_regularizer is not None
                 else None
             ),
+            "fit_intercept": self.fit_intercept,
         }
         return {**base_config, **config}
 

@@ -1,12 +1,15 @@
-"""A PNG of a fit: the data with the fitted line (or predicted vs actual), and the loss curve."""
+"""A figure of a fit (PNG, PDF or SVG): the data and the fitted line, and the loss curve."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from keras_linreg import _atomic
+
+_FORMATS = ("png", "pdf", "svg")
 
 
 def draw_fit(axes, x: np.ndarray, y: np.ndarray, y_pred: np.ndarray) -> None:
@@ -48,11 +51,20 @@ def plot_fit(
     val_losses: Sequence[float] | None = None,
     title: str = "",
 ) -> None:
-    """Writes a two-panel PNG to `path`, atomically (`_atomic.write_atomically`).
+    """Writes a two-panel figure to `path`, atomically (`_atomic.write_atomically`).
+
+    The format is the one `path`'s extension names: `.png` (100 dpi), `.pdf` or
+    `.svg` (anything else is refused).
 
     Left: the fit (`draw_fit`). Right: the loss per epoch (log scale), and the
     validation loss when given.
     """
+    fmt = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if fmt not in _FORMATS:
+        raise ValueError(
+            "Received an invalid value for `path`, expected a file ending in .png, .pdf "
+            f"or .svg (the format is taken from the extension). Received: path={path!r}"
+        )
     # The Agg canvas directly: no pyplot, so the caller's backend is untouched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -74,6 +86,6 @@ def plot_fit(
     figure.tight_layout()
     # Missing parents are created; an existing file is replaced.
     _atomic.write_atomically(
-        path, lambda temporary: figure.savefig(temporary, format="png", dpi=100),
-        overwrite=True, suffix=".png",
+        path, lambda temporary: figure.savefig(temporary, format=fmt, dpi=100),
+        overwrite=True, suffix="." + fmt, argument="path",
     )

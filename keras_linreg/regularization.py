@@ -171,15 +171,18 @@ def model_optimum(model, x, y, sample_weight=None) -> tuple[np.ndarray, float]:
     `least_squares` without a penalty; with Keras' `L1`, `L2` or `L1L2`, the
     penalized optimum, in standardized units for a `standardize=True` model
     (its adapted statistics, or those of `x` when it is not adapted yet, as
-    a first full-batch `fit` would adapt). This is what reports and
+    a first full-batch `fit` would adapt). A model with `fit_intercept=False`
+    gets the optimum through the origin (intercept 0; its standardized units
+    are the root-mean-square scaled ones). This is what reports and
     `epochs_to_optimum` compare the model with.
 
     Raises:
         ValueError: for a custom regularizer, which has no reference optimum.
     """
     regularizer = model.slope_regularizer
+    fit_intercept = getattr(model, "fit_intercept", True)
     if regularizer is None:
-        return least_squares(x, y, sample_weight)
+        return least_squares(x, y, sample_weight, fit_intercept=fit_intercept)
     if not is_decomposable(regularizer):
         raise ValueError(
             "This model's `slope_regularizer` is a custom regularizer, whose optimum "
@@ -193,8 +196,10 @@ def model_optimum(model, x, y, sample_weight=None) -> tuple[np.ndarray, float]:
         if layer is not None and layer.is_adapted:
             _, scale = layer.statistics()
         else:
-            _, scale, _ = standardization.feature_statistics(x)
-    return penalized_optimum(x, y, sample_weight, l1=l1, l2=l2, scale=scale)
+            _, scale, _ = standardization.feature_statistics(x, center=fit_intercept)
+    return penalized_optimum(
+        x, y, sample_weight, l1=l1, l2=l2, fit_intercept=fit_intercept, scale=scale
+    )
 
 
 def objective(x, y, slope, intercept, sample_weight=None, *, l1=0.0, l2=0.0, scale=None) -> float:

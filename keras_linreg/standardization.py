@@ -4,8 +4,9 @@ Gradient descent on raw features far from zero mean and unit scale is slow
 (an ill-conditioned Hessian); on `z = (x - mean) / std` it converges in a few
 epochs. The layer owns the statistics (float64 on the host, global under
 `tf.distribute`) and its `adapt`, as `keras.layers.Normalization` does; the
-model learns on its output and reports parameters in raw units. Design notes:
-`docs/design/standardization.md`.
+model learns on its output and reports parameters in raw units. Without an
+intercept (`center=False`) the features are only scaled, by their root mean
+square. Design notes: `docs/design/standardization.md`, `docs/no-intercept.md`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ class Standardization(keras.layers.Layer):
     gets `std = 1` and `mean` its value, so its `z` is exactly 0. Until
     `adapt` the layer is the identity (mean 0, std 1).
 
+    With `center=False` (the layer of a `LinearRegression(fit_intercept=False)`,
+    where an offset would act as an intercept the model does not have) the
+    layer only scales,
+
+    ```
+    z = x / rms,    rms = sqrt(mean(x²))
+    ```
+
+    `adapt` stores `mean = 0` and `std = rms` (1 for an all-zero feature), and
+    `call` ignores `feature_mean`.
+
     The layer has three non-trainable weights, saved with `.keras` files and
     exports: `feature_mean` and `feature_std`, `(n_features,)`, and
     `adapted_rows`, `()` int64, the number of rows they came from (0 until
@@ -53,6 +65,8 @@ class Standardization(keras.layers.Layer):
     statistics.
 
     Args:
+        center: If True (default), subtract the mean; if False, only scale
+            by the root mean square.
         **kwargs: Base layer arguments (e.g. `name`, `dtype`).
 
     Example:
@@ -67,8 +81,14 @@ class Standardization(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, center=True, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(center, bool):
+            raise ValueError(
+                "Received an invalid value for `center`, expected a bool. "
+                f"Received: center={center!r}"
+            )
+        self.center = center
         self.n_features = None
         self._loaded_from_old_layout = False
 
@@ -96,9 +116,14 @@ class Standardization(keras.layers.Layer):
         x = tf.convert_to_tensor(x)
         if x.shape.rank == 1:
             x = x[:, tf.newaxis]
-        mean = tf.cast(self.feature_mean, x.dtype)
         std = tf.cast(self.feature_std, x.dtype)
+        if not self.center:
+            return x / std
+        mean = tf.cast(self.feature_mean, x.dtype)
         return (x - mean) / std
+
+    def get_config(self):
+        return {**super().get_config(), "center": self.center}
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -131,7 +156,7 @@ class Standardization(keras.layers.Layer):
             steps: Optional number of batches to draw from a dataset (needed
                 for a repeating one). Defaults to the whole dataset.
         """
-        self.set_statistics(*feature_statistics(data, steps=steps))
+        self.set_statistics(*feature_statistics(data, steps=steps, center=self.center))
 
     def set_statistics(self, mean, std, rows):
         """Stores statistics computed by `feature_statistics`.
@@ -204,7 +229,7 @@ class Standardization(keras.layers.Layer):
             )
 
 
-def feature_statistics(data, steps=None):
+def feature_statistics(data, steps=None, center=True):
     """Per-feature `(mean, std, rows)` of `data`, in float64, in one pass.
 
     The pass accumulates, per feature, the row count, mean and sum of squared
@@ -214,6 +239,14 @@ def feature_statistics(data, steps=None):
     and its `mean` its value. Sample weights and targets are ignored: the
     statistics only choose coordinates, not the optimum.
 
+    With `center=False` (for a model without an intercept) the statistics
+    are those of scaling without centering: `mean = 0` and `std` the root mean
+    square `sqrt(mean(x²)) = sqrt(mean² + variance)` from the same moments,
+    which makes every diagonal entry of the no-intercept Hessian 2 (glmnet
+    and scikit-learn's `StandardScaler(with_mean=False)` divide by the
+    centred standard deviation instead; see `docs/no-intercept.md`); an
+    all-zero feature gets `std = 1`.
+
     Args:
         data: Features, `(n,)` or `(n, n_features)`: a NumPy array, tensor,
             pandas object or list, reduced in chunks of rows; or a batched
@@ -221,6 +254,7 @@ def feature_statistics(data, steps=None):
             `(x, y)` or `(x, y, sample_weight)`.
         steps: Optional number of batches to draw from a dataset. Defaults to
             the whole dataset.
+        center: If False, `mean` is 0 and `std` the root mean square.
 
     Returns:
         `(mean, std, rows)`: two float64 arrays `(n_features,)` and an int.
@@ -253,7 +287,7 @@ def feature_statistics(data, steps=None):
             moments.update(_as_matrix(x, batched=True))
     if moments.count == 0:
         raise ValueError("Received empty data: `adapt()` needs at least one row.")
-    mean, std = moments.statistics()
+    mean, std = moments.statistics() if center else moments.uncentered_statistics()
     return mean, std, moments.count
 
 
@@ -263,7 +297,9 @@ def adapt_before_fit(model, x, validation_split=0.0):
     A no-op for `standardize=False` models and for models already adapted
     (by `adapt`, an earlier `fit`, or loading). The training rows are the
     first `inputs.split_point(n, validation_split)`, the rows Keras trains
-    on. `fit` on a dataset, generator or `PyDataset` cannot read it twice
+    on. A `keras_linreg.data.dataset_from_files` dataset is read once for the
+    statistics (one streaming pass, see `feature_statistics`), then trained on.
+    `fit` on another dataset, generator or `PyDataset` cannot read it twice
     (once for the statistics, once for training) in general, so such a model
     must be adapted first.
 
@@ -272,6 +308,9 @@ def adapt_before_fit(model, x, validation_split=0.0):
             an in-memory array.
     """
     if not model.standardize or (model.built and model.standardization.is_adapted):
+        return
+    if inputs.is_file_dataset(x):  # finite and re-readable: one streaming pass first
+        model.adapt(x)
         return
     if not inputs.is_in_memory(x):
         raise ValueError(
@@ -326,6 +365,12 @@ class _Moments:
         mean = np.where(constant, self.min, self.mean)
         std = np.where(constant, 1.0, np.sqrt(self.m2 / self.count))
         return mean, std
+
+    def uncentered_statistics(self):
+        """`(0, rms)`: scaling without centering; an all-zero feature gets 1."""
+        zero = (self.min == 0) & (self.max == 0)
+        rms = np.sqrt(np.square(self.mean) + self.m2 / self.count)
+        return np.zeros_like(self.mean), np.where(zero, 1.0, rms)
 
 
 

@@ -24,13 +24,20 @@ _DEMO_DEFAULTS = {"epochs": 100, "learning_rate": 0.01, "out": "out/demo"}
 _TABLE_DEFAULTS = {"tolerance": 1e-4, "max_epochs": 10_000}
 _EPILOG_TRAIN = """examples:
   keras-linreg train houses.csv --target price
-  keras-linreg train houses.csv --target price --features area,rooms --standardize \\
-      --learning-rate 0.1 --epochs 50 --validation-split 0.2 \\
-      --export models/houses/1 --save houses.keras --plot houses.png
+  keras-linreg train houses.csv --target price --features area,rooms \\
+      --validation-split 0.2 --export models/houses/1 --save houses.keras --plot houses.png
+  keras-linreg train houses.csv --target price --no-standardize --learning-rate 1e-6 \\
+      --epochs 500 --tol 0
+  keras-linreg train houses.csv --target price --learning-rate 0.001,0.01,0.1,1.0 \\
+      --log-dir logs/houses-sweep      # a sweep: one run per rate, for TensorBoard's HParams
 """
 _EPILOG_PREDICT = """examples:
   keras-linreg predict models/houses/1 new_houses.csv
   keras-linreg predict houses.keras new_houses.csv --output predictions.csv
+"""
+_EPILOG_EXPORT = """examples:
+  keras-linreg export houses.keras houses.onnx
+  keras-linreg export houses.keras models/houses/1 --format saved_model --overwrite
 """
 
 
@@ -107,6 +114,8 @@ def _names(text):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `keras-linreg` argument parser (no TensorFlow involved)."""
+    from keras_linreg_cli import export_command, sweep
+
     parser = _Parser(
         prog=PROG,
         description="Linear regression y = x·slope + intercept, trained by plain SGD in Keras.",
@@ -160,11 +169,44 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--features", type=_names, metavar="A,B,...", help="default: every other numeric column"
     )
-    train.add_argument("--epochs", type=_positive_int, default=100)
-    train.add_argument("--learning-rate", type=_positive_float("learning rate"), default=0.01)
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=10_000,
+        help="the most epochs; training stops earlier once the loss stops improving "
+        "(see --tol; default 10000)",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=sweep.parse_learning_rates,
+        default="auto",
+        metavar="RATE[,RATE...]",
+        help="a number > 0, or auto: 1 / the largest eigenvalue of the loss's Hessian on "
+        "the training rows, half the largest stable rate (default auto); several numbers, "
+        "comma-separated, run a sweep (one run each under --log-dir)",
+    )
+    train.add_argument(
+        "--tol",
+        type=_non_negative_float("tol"),
+        default=1e-5,
+        help="stop at the first epoch whose parameters are within tol of the least-squares "
+        "optimum (relative to their scale: 1e-5 gives at least 4 significant digits); 0 "
+        "runs all --epochs (default 1e-5)",
+    )
     train.add_argument("--batch-size", type=_positive_int, help="default: the whole data")
     train.add_argument("--validation-split", type=_fraction, default=0.0)
-    train.add_argument("--standardize", action="store_true", help="learn on standardized features")
+    train.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="learn on standardized features, parameters still reported in raw units "
+        "(default: on; --no-standardize learns on the raw features)",
+    )
+    train.add_argument(
+        "--no-intercept",
+        action="store_true",
+        help="fit through the origin, TARGET = features · slope (the intercept stays 0)",
+    )
     train.add_argument(
         "--l1",
         type=_non_negative_float("l1"),
@@ -179,16 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--log-dir", help="TensorBoard run directory (default: logs/train/<time>)")
+    train.add_argument("--no-log", action="store_true", help="write no TensorBoard logs")
     train.add_argument("--export", metavar="DIR", help="write a SavedModel here (must not exist)")
     train.add_argument("--save", metavar="FILE.keras", help="write a .keras file (must not exist)")
-    train.add_argument("--plot", metavar="FILE.png", help="write a PNG of the fit and the loss")
+    train.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a figure of the fit and the loss; .png, .pdf or .svg (must not exist)",
+    )
     train.add_argument(
         "--report",
         metavar="FILE.json",
         help="write the report as JSON: each parameter beside the optimum, its gap, se, t, p "
-        "and 95%% interval, plus R², adjusted R², F and p(F) (replaces an old file)",
+        "and 95%% interval, plus R², adjusted R², F and p(F) (must not exist)",
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--quiet", action="store_true", help="no progress output (piped: one line per epoch)"
+    )
 
     predict = commands.add_parser(
         "predict",
@@ -204,6 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--features", type=_names, metavar="A,B,...", help="for a model saved without names"
     )
     predict.add_argument("--output", metavar="FILE", help="default: standard output")
+
+    export = commands.add_parser(
+        "export",
+        help="write a .keras model as an ONNX file or a SavedModel for serving",
+        description="Writes MODEL.keras for serving: x float32 [None, n_features] -> y float32 "
+        "[None]. --format defaults to onnx when OUT ends in .onnx, else saved_model. OUT is "
+        "written atomically; an existing OUT is refused unless --overwrite.",
+        epilog=_EPILOG_EXPORT,
+        formatter_class=formatter,
+    )
+    export.add_argument("model", metavar="MODEL.keras")
+    export.add_argument("out", metavar="OUT")
+    export.add_argument(
+        "--format",
+        choices=export_command.FORMATS,
+        help="default: onnx if OUT ends in .onnx, else saved_model",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
 
 
@@ -240,17 +307,77 @@ def _check_paths(args) -> None:
             raise UsageError(
                 f"{prog}: error: {args.model}: expected a SavedModel directory or a .keras file"
             )
+        if args.output is not None:
+            _check_writable(prog, "--output", args.output)
     if args.command == "train":
-        for option in ("export", "save", "plot"):
+        from keras_linreg_cli.sweep import check_sweep_args
+
+        check_sweep_args(args, prog)
+        for option in ("export", "save", "plot", "report"):
             path = getattr(args, option)
-            if path is not None and os.path.exists(path):
+            if path is not None and os.path.lexists(path):
                 raise UsageError(
                     f"{prog}: error: --{option} {path} already exists; choose a new path"
                 )
+            if path is not None:
+                _check_writable(prog, f"--{option}", path)
         if args.save is not None and not args.save.endswith(".keras"):
             raise UsageError(f"{prog}: error: --save expects a FILE.keras, received {args.save!r}")
+        if args.plot is not None and _plot_format(args.plot) is None:
+            raise UsageError(
+                f"{prog}: error: --plot expects a file ending in .png, .pdf or .svg, "
+                f"received {args.plot!r}"
+            )
+        if args.no_log and args.log_dir is not None:
+            raise UsageError(f"{prog}: error: --no-log and --log-dir exclude each other")
+        if args.log_dir is not None:
+            if os.path.exists(args.log_dir) and not os.path.isdir(args.log_dir):
+                raise UsageError(
+                    f"{prog}: error: --log-dir {args.log_dir} is a file; expected a directory"
+                )
+            _check_writable(prog, "--log-dir", args.log_dir)
+        seen = {}
+        for option in ("export", "save", "plot", "log_dir"):
+            path = getattr(args, option)
+            if path is not None:
+                key = os.path.abspath(path)
+                if key in seen:
+                    raise UsageError(
+                        f"{prog}: error: --{seen[key]} and --{option.replace('_', '-')} "
+                        f"name the same path {path!r}"
+                    )
+                seen[key] = option.replace("_", "-")
         if args.features is not None and args.target in args.features:
             raise UsageError(f"{prog}: error: --target {args.target!r} is also in --features")
+    if args.command == "export":
+        from keras_linreg_cli.export_command import check_args
+
+        check_args(args, prog)
+
+
+def _plot_format(path):
+    """The figure format `--plot` names by its extension, or None."""
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    return extension if extension in ("png", "pdf", "svg") else None
+
+
+def _check_writable(prog, option, path) -> None:
+    """Refuses an output path that cannot be written, before any work is done.
+
+    Missing parent directories are created when the output is written; the
+    nearest existing ancestor must be a writable directory (not a file).
+    """
+    if os.path.isdir(path) and option == "--output":
+        raise UsageError(f"{prog}: error: {option} {path} is a directory; expected a file path")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise UsageError(
+            f"{prog}: error: {option} {path}: {ancestor} is a file, not a directory"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{prog}: error: {option} {path}: cannot write into {ancestor}")
 
 
 def import_tensorflow_quietly() -> None:
@@ -301,3 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, commands.InputError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except commands.OutputError as error:
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`keras-linreg predict ... | head`): stop quietly,
+        # as Unix tools do, with the status a SIGPIPE death would give (128 + 13).
+        # stdout is pointed at /dev/null so the interpreter's final flush is silent.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # a stdout without a file descriptor
+            pass
+        return 141

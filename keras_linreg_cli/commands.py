@@ -21,7 +21,55 @@ class InputError(ValueError):
     """Bad input found after TensorFlow started: one line on stderr, exit 2."""
 
 
+class OutputError(OSError):
+    """An output could not be written (none of the outputs was kept): exit 1."""
+
+
+def _progress(args) -> int:
+    """Keras' `verbose`: a progress bar on a terminal, one line per epoch when piped."""
+    if args.quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+class _Outputs:
+    """The outputs of one `train`, kept all or none.
+
+    Each output is written atomically by the library; if a later one fails, the
+    ones this run already wrote are removed again, so a failed run leaves nothing
+    a rerun would trip over (its output paths were checked absent beforehand).
+    """
+
+    def __init__(self):
+        self._written = []
+
+    def write(self, what, path, function):
+        try:
+            function()
+        except (OSError, ValueError) as error:
+            self.discard()
+            reason = getattr(error, "strerror", None) or str(error)
+            raise OutputError(
+                f"could not write {what} {path} ({reason}); no output was kept"
+            ) from None
+        self._written.append(path)
+
+    def discard(self):
+        import shutil
+
+        for path in reversed(self._written):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.remove(path)
+        self._written.clear()
+
+
 def run(args) -> int:
+    if args.command == "export":
+        from keras_linreg_cli import export_command
+
+        return export_command.run(args)
     return {"demo": demo, "train": train, "predict": predict}[args.command](args)
 
 
@@ -77,17 +125,15 @@ def train(args) -> int:
             f"--validation-split {args.validation_split} leaves {train_rows} of {len(y)} rows "
             "for training; expected at least 2"
         )
+    if len(args.learning_rates) > 1:
+        from keras_linreg_cli.sweep import run_sweep
 
-    report_path = getattr(args, "report", None)
-    if report_path is not None:
-        from keras_linreg._atomic import check_target, local_path
+        return run_sweep(args, x, y, features)
 
-        try:
-            check_target(local_path(report_path, "--report"), overwrite=True)
-        except ValueError as error:
-            raise InputError(str(error)) from None
-
-    log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
+    callbacks, log_dir = [], None
+    if not args.no_log:
+        log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
+        callbacks.append(keras_linreg.ParameterLogger(log_dir))
     try:
         model, history = fit_regression(
             x.astype(np.float32),
@@ -95,44 +141,81 @@ def train(args) -> int:
             feature_names=features,
             learning_rate=args.learning_rate,
             epochs=args.epochs,
+            tol=args.tol,
             batch_size=args.batch_size,
             validation_split=args.validation_split,
             standardize=args.standardize,
+            fit_intercept=not args.no_intercept,
             l1=args.l1,
             l2=args.l2,
             seed=args.seed,
-            callbacks=[keras_linreg.ParameterLogger(log_dir)],
-            verbose=0 if args.quiet else "auto",
+            callbacks=callbacks,
+            verbose=_progress(args),
         )
     except keras_linreg.DivergenceError as error:
         raise InputError(str(error)) from None  # the message names the rate to try
+    except ValueError as error:  # the library's input checks, e.g. a float32 overflow
+        raise InputError(str(error)) from None
     report = summarize(model, history, x, y, args.validation_split)
     print(format_report(report))
-    print(f"TensorBoard logs: {log_dir}")
-    if report_path is not None:
-        write_report(report_path, report)
-        print(f"Report: {report_path}")
+    _warn_if_not_converged(args, model, x[:train_rows], y[:train_rows])
+    if log_dir is not None:
+        print(f"TensorBoard logs: {log_dir}")
+    outputs = _Outputs()
+    if args.report:
+        outputs.write("the report", args.report, lambda: write_report(args.report, report))
     if args.export:
-        keras_linreg.export_saved_model(model, args.export)
-        print(f"SavedModel: {args.export}")
+        outputs.write(
+            "the SavedModel", args.export,
+            lambda: keras_linreg.export_saved_model(model, args.export),
+        )
     if args.save:
-        keras_linreg.save_model(model, args.save)
-        print(f"Keras model: {args.save}")
+        outputs.write(
+            "the Keras model", args.save, lambda: keras_linreg.save_model(model, args.save)
+        )
     if args.plot:
         from keras_linreg.plotting import plot_fit
 
         logs = history.history
-        plot_fit(
+        outputs.write(
+            "the plot",
             args.plot,
-            x[:train_rows],
-            y[:train_rows],
-            model.predict(x[:train_rows].astype(np.float32), verbose=0),
-            logs["loss"],
-            logs.get("val_loss"),
-            title=f"{args.target} ~ {', '.join(features)}",
+            lambda: plot_fit(
+                args.plot,
+                x[:train_rows],
+                y[:train_rows],
+                model.predict(x[:train_rows].astype(np.float32), verbose=0),
+                logs["loss"],
+                logs.get("val_loss"),
+                title=f"{args.target} ~ {', '.join(features)}",
+            ),
         )
-        print(f"Plot: {args.plot}")
+    for label, path in (("Report", args.report), ("SavedModel", args.export),
+                        ("Keras model", args.save), ("Plot", args.plot)):
+        if path:
+            print(f"{label}: {path}")
     return 0
+
+
+def _warn_if_not_converged(args, model, x, y) -> None:
+    """One line on stderr when the fit ended far from the optimum it trains towards."""
+    from keras_linreg.convergence import DEFAULT_TOLERANCE, relative_gap
+
+    tolerance = args.tol or DEFAULT_TOLERANCE
+    gap = relative_gap(model, x.astype(np.float32), y.astype(np.float32))
+    if gap <= tolerance:
+        return
+    advice = ["more --epochs"]
+    if not args.standardize:
+        advice.append("--standardize")
+    if args.learning_rate != "auto":
+        advice.append("--learning-rate auto")
+    print(
+        f"keras-linreg train: warning: the fit has not converged: its parameters are "
+        f"{gap:.3g} from the least-squares optimum (relative to their scale; tolerance "
+        f"{tolerance:g}). Try {', '.join(advice)}.",
+        file=sys.stderr,
+    )
 
 
 def predict(args) -> int:

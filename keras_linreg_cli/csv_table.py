@@ -122,12 +122,33 @@ def _number(path: str, row: int, column: str, cell: str) -> float:
         raise DataError(
             f"{path}, row {row}, column {column!r}: expected a finite number, received {cell!r}"
         )
+    if abs(value) > _FLOAT32_MAX:
+        raise DataError(
+            f"{path}, row {row}, column {column!r}: expected a number within float32's "
+            f"finite range (±{_FLOAT32_MAX:.7g}, the model computes in float32), "
+            f"received {cell!r}; rescale the column"
+        )
     return value
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def write_with_column(stream, table: Table, name: str, values: np.ndarray) -> None:
-    """Writes `table` as CSV to `stream` with one more column, `name`, of numbers."""
+    """Writes `table` as CSV to `stream` with a last column `name` of numbers.
+
+    A column already called `name` (e.g. a file this command wrote) is replaced,
+    not repeated. Numbers are written as the shortest text that reads back as the
+    same value in their own dtype (float32 predictions: `1.7632`, not
+    `1.7631999254226685`).
+    """
+    keep = [i for i, column in enumerate(table.header) if column != name]
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow([*table.header, name])
+    writer.writerow([*(table.header[i] for i in keep), name])
     for (_, row), value in zip(table.rows, values, strict=True):
-        writer.writerow([*row, repr(float(value))])
+        writer.writerow([*(row[i] for i in keep), _shortest(value)])
+
+
+def _shortest(value) -> str:
+    """The shortest round-trip text of a NumPy scalar in its own precision."""
+    return str(value if isinstance(value, np.generic) else np.float64(value))

@@ -130,7 +130,8 @@ def run_demo(
     export_path = os.path.join(out, "saved_model", "1")
     keras_linreg.export_saved_model(model, export_path, overwrite=True)
     compare_standardized(x, y, learning_rate)
-    print(f"TensorBoard logs: {log_dir}   (tensorboard --logdir {os.path.dirname(log_dir)})")
+    parent = os.path.dirname(os.path.normpath(log_dir)) or os.curdir
+    print(f"TensorBoard logs: {log_dir}   (tensorboard --logdir {parent})")
     print(f"Plot: {plot_path}")
     print(f"SavedModel: {export_path}")
     return result

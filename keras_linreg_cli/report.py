@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_linreg import LinearRegression, OLSResult, ols
 from keras_linreg._atomic import write_atomically
+from keras_linreg.convergence import OptimumStopping
 from keras_linreg.inputs import split_point
 from keras_linreg.regularization import model_optimum
 
@@ -37,9 +38,12 @@ class TrainingReport:
     """A fitted model's parameters beside the optimum it trains towards.
 
     The optimum is least squares, or the penalized optimum when the model
-    has a `slope_regularizer` (`penalized` is then True). `r2` is the
-    coefficient of determination on the training data,
-    `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`, in float64.
+    has a `slope_regularizer` (`penalized` is then True); through the origin
+    when the model has no intercept (`fit_intercept` False; `intercept` and
+    `optimum_intercept` are then 0). `r2` is the coefficient of determination
+    on the training data, `1 - sum((y_pred - y)**2) / sum((y - mean(y))**2)`,
+    in float64; without an intercept it is uncentered,
+    `1 - sum((y_pred - y)**2) / sum(y**2)`, as statsmodels and NIST define it.
     `statistics` is `keras_linreg.ols` on the same rows (the least-squares
     fit's standard errors, tests and intervals; for a penalized model they
     describe least squares, not the penalized optimum), or None with the
@@ -57,6 +61,7 @@ class TrainingReport:
     optimum_intercept: float
     epochs: int
     penalized: bool = False
+    fit_intercept: bool = True
     statistics: OLSResult | None = None
     statistics_error: str | None = None
 
@@ -76,11 +81,13 @@ def fit_regression(
     y: np.ndarray,
     *,
     feature_names: Sequence[str] | None = None,
-    learning_rate: float = 0.01,
+    learning_rate: float | str = 0.01,
     epochs: int = 100,
+    tol: float = 0.0,
     batch_size: int | None = None,
     validation_split: float = 0.0,
     standardize: bool = False,
+    fit_intercept: bool = True,
     l1: float = 0.0,
     l2: float = 0.0,
     seed: int | None = 0,
@@ -92,13 +99,19 @@ def fit_regression(
     `batch_size=None` trains full batch (one step per epoch on the
     `split_point(n, validation_split)` training rows); the rows are not
     shuffled when full batch, and shuffled by the seeded Keras generator
-    otherwise. `l1` and `l2` set `slope_regularizer=keras.regularizers.L1L2(l1, l2)`.
+    otherwise. `l1` and `l2` set `slope_regularizer=keras.regularizers.L1L2(l1, l2)`;
+    `fit_intercept=False` fits through the origin. `learning_rate` may be
+    `"auto"`; `tol > 0` stops training at the first epoch whose parameters are
+    within `tol` of the optimum on the training rows
+    (`keras_linreg.convergence.OptimumStopping`, relative to their scale).
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)
     x = np.asarray(x)
     n_features = 1 if x.ndim == 1 else x.shape[1]
     kwargs = {"standardize": True} if standardize else {}
+    if not fit_intercept:
+        kwargs["fit_intercept"] = False
     if l1 or l2:
         kwargs["slope_regularizer"] = keras.regularizers.L1L2(l1=l1, l2=l2)
     model = LinearRegression(
@@ -109,6 +122,7 @@ def fit_regression(
     )
     model.compile(metrics=[keras.metrics.R2Score()])
     train_rows = split_point(len(x), validation_split)
+    stopping = [OptimumStopping(x[:train_rows], y[:train_rows], tolerance=tol)] if tol > 0 else []
     history = model.fit(
         x,
         y,
@@ -116,7 +130,7 @@ def fit_regression(
         batch_size=batch_size or train_rows,
         validation_split=validation_split,
         shuffle=batch_size is not None and batch_size < train_rows,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *stopping],
         verbose=verbose,
     )
     return model, history
@@ -147,12 +161,13 @@ def summarize(
     x64 = np.asarray(x, dtype=np.float64).reshape(len(y), -1)
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
     residual = x64 @ slope + intercept - y64
-    total = np.sum((y64 - y64.mean()) ** 2)
+    fit_intercept = getattr(model, "fit_intercept", True)
+    total = np.sum((y64 - y64.mean()) ** 2) if fit_intercept else np.sum(y64**2)
     r2 = float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
     names = list(model.feature_names or [f"x{i}" for i in range(len(slope))])
     statistics, statistics_error = None, None
     try:
-        statistics = ols(x64, y64, feature_names=names)
+        statistics = ols(x64, y64, fit_intercept=fit_intercept, feature_names=names)
     except ValueError as error:
         statistics_error = str(error)
     logs = history.history
@@ -167,6 +182,7 @@ def summarize(
         optimum_intercept=optimum_intercept,
         epochs=len(logs["loss"]),
         penalized=model.slope_regularizer is not None,
+        fit_intercept=fit_intercept,
         statistics=statistics,
         statistics_error=statistics_error,
     )
@@ -180,7 +196,8 @@ def _rows(report):
             report.feature_names, report.slope, report.optimum_slope, strict=True
         )
     ]
-    rows.append(("intercept", float(report.intercept), float(report.optimum_intercept)))
+    if report.fit_intercept:
+        rows.append(("intercept", float(report.intercept), float(report.optimum_intercept)))
     return rows
 
 
@@ -208,15 +225,18 @@ def format_report(report: TrainingReport) -> str:
                 f"  {interval[i, 0]:>11.6g}  {interval[i, 1]:>11.6g}"
             )
         lines.append(line)
+    if not report.fit_intercept:
+        lines.append(f"{'intercept':<{width}}  {'none (fit through the origin)':>14}")
     lines.append("")
     lines.append(f"epochs {report.epochs}   final loss {report.loss:.6g}")
     if report.val_loss is not None:
         lines[-1] += f"   val_loss {report.val_loss:.6g}"
-    lines[-1] += f"   R² {report.r2:.6f}"
+    lines[-1] += f"   R² {report.r2:.6f}" + ("" if report.fit_intercept else " (uncentered)")
     if stats is not None:
         lines.append(
-            f"OLS on the {stats.nobs} training rows: R² {stats.rsquared:.6f}   "
-            f"adj. R² {stats.rsquared_adj:.6f}   F {stats.fvalue:.6g}   "
+            f"OLS on the {stats.nobs} training rows: R² {stats.rsquared:.6f}"
+            + ("" if report.fit_intercept else " (uncentered)")
+            + f"   adj. R² {stats.rsquared_adj:.6f}   F {stats.fvalue:.6g}   "
             f"p(F) {stats.f_pvalue:.3g}"
         )
     elif report.statistics_error:
@@ -227,7 +247,7 @@ def format_report(report: TrainingReport) -> str:
 def report_dict(report: TrainingReport) -> dict:
     """The report as a JSON-safe dict (full-precision floats; non-finite values as None).
 
-    `parameters` lists, per parameter (slopes, then the intercept): `name`, the
+    `parameters` lists, per parameter (slopes, then the intercept when fitted): `name`, the
     `model`'s value, the `optimum`, the `gap` and, when defined, the
     least-squares `se`, `t`, `p`, `ci_low` and `ci_high` (95%). The fit's
     `rsquared`, `rsquared_adj`, `fvalue`, `f_pvalue` are those of least squares
@@ -247,6 +267,7 @@ def report_dict(report: TrainingReport) -> dict:
         parameters.append({k: _json_value(v) for k, v in entry.items()})
     summary = {
         "optimum": "penalized" if report.penalized else "least squares",
+        "fit_intercept": report.fit_intercept,
         "parameters": parameters,
         "gap": _json_value(report.gap),
         "epochs": report.epochs,
@@ -262,15 +283,18 @@ def report_dict(report: TrainingReport) -> dict:
     return summary
 
 
-def write_report(path, report: TrainingReport, *, argument="--report") -> str:
-    """Writes `report_dict(report)` as JSON to `path`, atomically (replacing an old file)."""
+def write_report(path, report: TrainingReport, *, overwrite=False, argument="--report") -> str:
+    """Writes `report_dict(report)` as JSON to `path`, atomically.
+
+    An existing `path` is refused unless `overwrite` (then replaced in one rename).
+    """
     text = json.dumps(report_dict(report), indent=2, allow_nan=False) + "\n"
 
     def write(temporary):
         with open(temporary, "w", encoding="utf-8") as stream:
             stream.write(text)
 
-    return write_atomically(path, write, overwrite=True, argument=argument)
+    return write_atomically(path, write, overwrite=overwrite, argument=argument)
 
 
 def _json_value(value):

@@ -86,6 +86,30 @@ def two_feature_data(rng, n=64):
 
 
 # ------------------------------------------------------------- unit tests
+def test_a_model_without_intercept_logs_no_intercept_series(tmp_path, rng):
+    """`fit_intercept=False`: the slopes are logged, no constant `intercept` series is
+    (there is no such parameter), and the HParams gap is measured against least
+    squares through the origin (`numpy.linalg.lstsq` on x alone)."""
+    x, y = two_feature_data(rng)
+    model = keras_linreg.LinearRegression(learning_rate=0.1, fit_intercept=False)
+    model.compile()
+    recorder = WeightRecorder()
+    logger = ParameterLogger(tmp_path, data=(x, y), hparams={"fit_intercept": False})
+    model.fit(x, y, batch_size=64, epochs=4, shuffle=False, verbose=0,
+              callbacks=[logger, recorder])  # fmt: skip
+    series = read_run(str(tmp_path / "parameters"))
+    assert "intercept" not in series
+    assert {"loss", "slope/0", "slope/1", "learning_rate", "gap_to_least_squares"} <= set(series)
+    slopes = np.array(recorder.slopes)
+    np.testing.assert_array_equal(scalars(series, "slope/0")[1], f32(slopes[:, 0]))
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    optimum = np.linalg.lstsq(x64, y64, rcond=None)[0]
+    slope = model.get_parameters()[0]
+    gap = np.mean((x64 @ slope - y64) ** 2) - np.mean((x64 @ optimum - y64) ** 2)
+    _, logged_gap = scalars(series, "gap_to_least_squares")
+    np.testing.assert_allclose(logged_gap, [gap], rtol=1e-4)
+
+
 def test_every_series_matches_history_and_weights(tmp_path, rng):
     """loss, metrics, val_*, slope/<name>, intercept and learning_rate, epoch by epoch."""
     x, y = two_feature_data(rng)
@@ -522,6 +546,7 @@ def tensorboard_server(trained_log_dir):
         log_file.close()
 
 
+@pytest.mark.slow
 def test_real_tensorboard_server_serves_the_series(tensorboard_server, trained_log_dir):
     _, history, recorder = trained_log_dir
     tags = _get_json(f"{tensorboard_server}/data/plugin/scalars/tags")

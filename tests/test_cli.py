@@ -414,12 +414,54 @@ def test_train_report_json_on_the_training_rows(relation_csv, tmp_path, capfd):
     assert float(table["slope[a]"][3]) == pytest.approx(reference.bse[0], rel=1e-3)  # se column
 
 
-def test_train_report_into_a_directory_is_refused_before_training(relation_csv, tmp_path, capfd):
+def test_an_existing_report_path_is_refused_before_training(relation_csv, tmp_path, capfd):
     path, _, _ = relation_csv
+    old = tmp_path / "old.json"
+    old.write_text("{}")
     status, out, err = _run(
-        capfd, "train", path, "--target", "y", "--report", tmp_path, "--log-dir",
-        tmp_path / "logs",
+        capfd, "train", path, "--target", "y", "--report", old, "--log-dir", tmp_path / "logs",
     )  # fmt: skip
     assert status == 2
-    assert "expected a file" in err and "epochs" not in out
-    assert not (tmp_path / "logs").exists()
+    assert f"--report {old} already exists" in err and "epochs" not in out
+    assert old.read_text() == "{}" and not (tmp_path / "logs").exists()
+
+
+def test_a_sweep_refuses_report(relation_csv, tmp_path, capfd):
+    path, _, _ = relation_csv
+    status, _, err = _run(
+        capfd, "train", path, "--target", "y", "--learning-rate", "0.1,0.2",
+        "--report", tmp_path / "r.json",
+    )  # fmt: skip
+    assert status == 2 and "--report" in err
+
+
+def test_train_no_intercept_reports_and_exports_the_fit_through_the_origin(
+    relation_csv, tmp_path, capfd
+):
+    # y = 2a - 3b + 1: through the origin the optimum is lstsq on [a, b] alone.
+    path, x, y = relation_csv
+    export = tmp_path / "model" / "1"
+    status, out, err = _run(
+        capfd, "train", path, "--target", "y", "--no-intercept", "--epochs", 150,
+        "--learning-rate", 0.1, "--no-standardize", "--tol", 0,
+        "--log-dir", tmp_path / "logs", "--export", export, "--quiet",
+    )  # fmt: skip
+    assert status == 0, err
+    reference = np.linalg.lstsq(x, y, rcond=None)[0]
+    assert np.max(np.abs(reference - keras_linreg.least_squares(x, y)[0])) > 0.1  # it matters
+    table = _report(out)
+    for i, name in enumerate(("a", "b")):
+        model_value, optimum, gap = map(float, table[f"slope[{name}]"][:3])
+        assert optimum == pytest.approx(reference[i], rel=5e-6)  # printed to 6 digits
+        # 1e-4: also holds if training stops early at a relative gap of 1e-5.
+        assert model_value == pytest.approx(reference[i], rel=1e-4)
+        assert gap < 2e-4
+    assert table["intercept"][:2] == ["none", "(fit"]
+    assert "(uncentered)" in out
+    # The SavedModel serves x · slope: at the origin, exactly 0.
+    inputs = _write_csv(tmp_path / "new.csv", ["a", "b"], [[0.0, 0.0], [1.0, 2.0]])
+    status, out, err = _run(capfd, "predict", export, inputs)
+    assert status == 0, err
+    predictions = [float(row[-1]) for row in list(csv.reader(out.splitlines()))[1:]]
+    assert predictions[0] == 0.0
+    assert predictions[1] == pytest.approx(reference[0] + 2 * reference[1], rel=1e-4)

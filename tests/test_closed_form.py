@@ -269,3 +269,23 @@ def test_hessian_eigenvalues_of_another_design(rng):
         eigenvalues, closed_form.hessian_eigenvalues((x - mean) / std), rtol=1e-12
     )
     assert keras_linreg.max_stable_learning_rate(np.zeros(4), np.zeros(4)) == float("inf")
+
+
+def test_hessian_eigenvalues_without_an_intercept_drop_the_ones_column(rng, monkeypatch):
+    """`fit_intercept=False`: `H = (2/n) xᵀ W x`, no row or column for an intercept."""
+    x = (rng.normal(size=(1003, 3)) * [1.0, 10.0, 0.1] + 5.0).astype("float32")
+    w = rng.uniform(0.0, 2.0, size=1003)
+    x64 = x.astype(np.float64)
+    direct = np.linalg.eigvalsh((2.0 / 1003) * x64.T @ (w[:, None] * x64))
+    monkeypatch.setattr(closed_form, "_CHUNK_ROWS", 100)
+    eigenvalues = closed_form.hessian_eigenvalues(x, w, fit_intercept=False)
+    assert eigenvalues.shape == (3,)
+    np.testing.assert_allclose(eigenvalues, direct, rtol=1e-10)
+    assert keras_linreg.max_stable_learning_rate(x, w, fit_intercept=False) == pytest.approx(
+        2.0 / direct[-1], rel=1e-10
+    )
+    # The L2 curvature joins every slope entry (all of H here).
+    np.testing.assert_allclose(
+        closed_form.hessian_eigenvalues(x, w, fit_intercept=False, l2=0.3), direct + 0.6,
+        rtol=1e-10,
+    )

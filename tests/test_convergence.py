@@ -30,3 +30,170 @@ def test_sample_weights_count_in_the_fit_and_the_optimum(rng):
     slope, intercept = keras_linreg.least_squares(x, y, weights)
     np.testing.assert_allclose(model.get_parameters()[0], slope, atol=1e-4)
     assert abs(model.get_parameters()[1] - intercept) <= 1e-4
+
+
+# ------------------------------------------------ relative gap, warning, stopping
+import warnings  # noqa: E402
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_linreg import convergence  # noqa: E402
+
+
+def _problem(rng, n=200):
+    x = rng.normal(size=(n, 3)) * np.array([1.0, 100.0, 0.01]) + np.array([0.0, 500.0, 3.0])
+    y = x @ np.array([2.0, -0.03, 50.0]) + 4.0 + rng.normal(size=n)
+    return x.astype("float32"), y.astype("float32")
+
+
+def test_relative_gap_by_hand_and_invariant_to_units(rng):
+    x, y = _problem(rng)
+    model = keras_linreg.LinearRegression(n_features=3)
+    slope, intercept = keras_linreg.least_squares(x, y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    scale = np.append(y64.std() / x64.std(axis=0), y64.std())
+    optimum = np.append(slope, intercept)
+    # The model sits at 0: the gap is max |θ*| / (|θ*| + scale).
+    expected = np.max(np.abs(optimum) / (np.abs(optimum) + scale))
+    assert convergence.relative_gap(model, x, y) == pytest.approx(expected, rel=1e-9)
+    model.slope.assign(slope.astype("float32"))
+    model.intercept.assign(np.float32(intercept))
+    at_optimum = convergence.relative_gap(model, x, y)
+    assert at_optimum < 1e-6  # float32 rounding of the parameters only
+    # Rescaling x and y changes no relative gap.
+    model.slope.assign((slope * 0.5).astype("float32"))
+    gap = convergence.relative_gap(model, x, y)
+    rescaled = keras_linreg.LinearRegression(n_features=3)
+    rescaled.slope.assign((slope * 0.5 * 10.0 / 7.0).astype("float32"))
+    rescaled.intercept.assign(np.float32(intercept * 10.0))
+    assert convergence.relative_gap(rescaled, x * 7.0, y * 10.0) == pytest.approx(gap, rel=1e-5)
+
+
+def test_check_convergence_warns_only_when_far(rng):
+    x, y = _problem(rng)
+    model = keras_linreg.LinearRegression(n_features=3, learning_rate="auto", standardize=True)
+    model.compile()
+    model.fit(x, y, batch_size=len(y), epochs=2, shuffle=False, verbose=0)
+    with pytest.warns(keras_linreg.ConvergenceWarning, match="has not converged.*more epochs"):
+        gap = keras_linreg.check_convergence(model, x, y)
+    assert gap > convergence.DEFAULT_TOLERANCE
+    stop = convergence.OptimumStopping(x, y)
+    model.fit(x, y, batch_size=len(y), epochs=5000, shuffle=False, verbose=0, callbacks=[stop])
+    assert stop.reached_epoch is not None and stop.gap <= convergence.DEFAULT_TOLERANCE
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert keras_linreg.check_convergence(model, x, y) <= convergence.DEFAULT_TOLERANCE
+    with pytest.raises(ValueError, match="`tolerance`.*Received: tolerance=0"):
+        keras_linreg.check_convergence(model, x, y, tolerance=0)
+
+
+def test_optimum_stopping_stops_at_the_first_epoch_within_tolerance(tutorial_data):
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression(learning_rate=0.02)
+    model.compile()
+    stop = convergence.OptimumStopping(x, y, tolerance=1e-4)
+    gaps = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: gaps.append(convergence.relative_gap(model, x, y))
+    )
+    history = model.fit(x, y, batch_size=100, epochs=20_000, shuffle=False, verbose=0,
+                        callbacks=[recorder, stop])  # fmt: skip
+    assert stop.reached_epoch == len(history.history["loss"]) == len(gaps)
+    assert gaps[-1] <= 1e-4 < gaps[-2]
+
+
+def test_convergence_stopping_on_the_loss():
+    # A loss that improves by halves, then stays flat: stops n_iter_no_change later.
+    stop = keras_linreg.ConvergenceStopping(tol=1e-3, n_iter_no_change=3)
+    model = keras_linreg.LinearRegression(n_features=1)
+    model.stop_training = False  # what `fit` sets before its first epoch
+    stop.set_model(model)
+    stop.on_train_begin()
+    losses = [1.0, 0.5, 0.25, 0.2499999, 0.2499999, 0.2499998, 0.1]
+    for epoch, loss in enumerate(losses):
+        stop.on_epoch_end(epoch, {"loss": loss})
+        if model.stop_training:
+            break
+    assert stop.stopped_epoch == 6  # epochs 4, 5, 6 improved by < 1e-3 relative
+    for bad in (dict(tol=-1.0), dict(tol=float("nan")), dict(n_iter_no_change=0)):
+        with pytest.raises(ValueError, match="Received an invalid value"):
+            keras_linreg.ConvergenceStopping(**bad)
+
+
+def test_convergence_stopping_ends_a_real_fit(tutorial_data):
+    x, y = tutorial_data
+    model = keras_linreg.LinearRegression(learning_rate="auto", standardize=True)
+    model.compile()
+    stop = keras_linreg.ConvergenceStopping(tol=1e-9, n_iter_no_change=5)
+    history = model.fit(x, y, batch_size=100, epochs=1000, shuffle=False, verbose=0,
+                        callbacks=[stop])  # fmt: skip
+    assert stop.stopped_epoch == len(history.history["loss"]) < 1000
+    slope, intercept = model.get_parameters()
+    np.testing.assert_allclose(np.append(slope, intercept),
+                               np.append(*keras_linreg.least_squares(x, y)), rtol=1e-5)  # fmt: skip
+
+
+# ------------------------------------------------------------ learning_rate="auto"
+def _hessian_top(z, w=None):
+    design = np.hstack([z, np.ones((len(z), 1))])
+    w = np.ones(len(z)) if w is None else w
+    return np.linalg.eigvalsh((2.0 / len(z)) * design.T @ (w[:, None] * design))[-1]
+
+
+def test_auto_learning_rate_is_one_over_the_top_eigenvalue(rng):
+    x, y = _problem(rng)
+    w = rng.uniform(0.5, 2.0, len(y))
+    model = keras_linreg.LinearRegression(learning_rate="auto")
+    model.compile()
+    assert model.learning_rate == "auto"
+    model.fit(x, y, sample_weight=w, batch_size=50, epochs=1, validation_split=0.25, verbose=0)
+    train = 150  # Keras' cut of 200 rows at 0.25
+    expected = 1.0 / _hessian_top(x[:train].astype(np.float64), w[:train])
+    assert model.learning_rate == pytest.approx(expected, rel=1e-5)
+    assert model.get_config()["learning_rate"] == "auto"
+    clone = keras_linreg.LinearRegression.from_config(model.get_config())
+    assert clone.learning_rate_config == "auto"
+
+
+def test_auto_learning_rate_standardized_and_penalized(rng):
+    x, y = _problem(rng)
+    model = keras_linreg.LinearRegression(
+        learning_rate="auto", standardize=True, slope_regularizer=keras.regularizers.L2(0.5)
+    )
+    model.compile()
+    model.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
+    x64 = x.astype(np.float64)
+    z = (x64 - x64.mean(axis=0)) / x64.std(axis=0)
+    design = np.hstack([z, np.ones((len(z), 1))])
+    hessian = (2.0 / len(z)) * design.T @ design
+    hessian[np.arange(3), np.arange(3)] += 2.0 * 0.5
+    assert model.learning_rate == pytest.approx(1.0 / np.linalg.eigvalsh(hessian)[-1], rel=1e-5)
+
+
+def test_auto_learning_rate_needs_in_memory_data(rng):
+    x, y = _problem(rng)
+    model = keras_linreg.LinearRegression(n_features=3, learning_rate="auto")
+    model.compile()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(50)
+    with pytest.raises(ValueError, match='learning_rate="auto".*Received: x of type'):
+        model.fit(dataset, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match='or "auto". Received: learning_rate=\'fast\''):
+        keras_linreg.LinearRegression(learning_rate="fast")
+
+
+# ------------------------------------------------------ divergence: standardize hint
+def test_a_badly_scaled_divergence_suggests_standardizing(rng):
+    x, y = _problem(rng)
+    model = keras_linreg.LinearRegression(learning_rate=1.0)
+    model.compile()
+    with pytest.raises(keras_linreg.DivergenceError, match="badly scaled.*standardize=True"):
+        model.fit(x, y, batch_size=len(y), epochs=50, shuffle=False, verbose=0)
+    well_scaled = rng.normal(size=(200, 2)).astype("float32")
+    model = keras_linreg.LinearRegression(learning_rate=5.0)
+    model.compile()
+    with pytest.raises(keras_linreg.DivergenceError) as info:
+        model.fit(well_scaled, well_scaled @ np.ones(2), batch_size=200, epochs=50,
+                  shuffle=False, verbose=0)  # fmt: skip
+    assert "badly scaled" not in str(info.value)

@@ -182,6 +182,7 @@ def worker_command(config, **env):
     return [sys.executable, str(WORKER), json.dumps(config)], child_env(**env)
 
 
+@pytest.mark.slow
 def test_mirrored_over_2_and_3_cpu_devices_matches_one_device(reference, tmp_path):
     configs = [
         {"strategy": "mirrored", "devices": devices, "runs": list(RUNS), "refusals": devices == 2}
@@ -217,6 +218,7 @@ def free_ports(count):
             s.close()
 
 
+@pytest.mark.slow
 def test_two_worker_processes_match_one_process(reference, tmp_path):
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     runs = [*RUNS, SHUFFLED_RUN]

@@ -49,8 +49,11 @@ def new_model(**kwargs):
     return model
 
 
-def hand_loop(x, y, w, orders, batch_size=BATCH, lr=LR, slope=None, intercept=0.0):
-    """Float64 mini-batch SGD over the given per-epoch row orders; returns losses, weights."""
+def hand_loop(x, y, w, orders, batch_size=BATCH, lr=LR, slope=None, intercept=0.0,
+              fit_intercept=True):  # fmt: skip
+    """Float64 mini-batch SGD over the given per-epoch row orders; returns losses, weights.
+
+    With `fit_intercept=False` the intercept is never updated (it stays as given)."""
     x, y = x.astype("float64"), y.astype("float64")
     w = np.ones(len(y)) if w is None else w.astype("float64")
     slope = np.zeros(x.shape[1]) if slope is None else slope
@@ -63,7 +66,8 @@ def hand_loop(x, y, w, orders, batch_size=BATCH, lr=LR, slope=None, intercept=0.
             residual = xb @ slope + intercept - yb
             total += np.sum(wb * residual**2)
             slope = slope - lr * 2 * (wb * residual) @ xb / len(rows)
-            intercept = intercept - lr * 2 * np.sum(wb * residual) / len(rows)
+            if fit_intercept:
+                intercept = intercept - lr * 2 * np.sum(wb * residual) / len(rows)
         losses.append(total / len(order))
     return np.array(losses), slope, intercept
 
@@ -564,3 +568,22 @@ def test_steps_per_execution_groups_batch_hooks_like_keras(data, fit_fast):
     np.testing.assert_allclose([v for _, v in ends["fast"]], [v for _, v in ends["stock"]],
                                rtol=1e-5)
     assert_same_fit(fast, stock, *models)
+
+
+def test_without_an_intercept_the_fast_path_equals_stock_keras_and_a_hand_loop(data, fit_fast):
+    """`fit_intercept=False`: the fast path runs (checked), the intercept stays 0.0 exactly,
+    and the slope follows the hand loop that never updates an intercept."""
+    x, y, w = data
+    kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
+    fast_model, stock_model = new_model(fit_intercept=False), new_model(fit_intercept=False)
+    fast = fit_fast(fast_model, x, y, **kwargs)
+    stock = keras.Model.fit(stock_model, x, y, **kwargs)
+    assert_same_fit(fast, stock, fast_model, stock_model)
+    losses, slope, intercept = hand_loop(x, y, w, [np.arange(N)] * 3, fit_intercept=False)
+    assert intercept == 0.0 and fast_model.get_parameters()[1] == 0.0
+    np.testing.assert_allclose(fast.history["loss"], losses, rtol=1e-4)
+    np.testing.assert_allclose(fast_model.get_parameters()[0], slope, rtol=1e-4)
+    # y has an offset of 0.5: the model with an intercept ends elsewhere.
+    with_intercept = new_model()
+    fit_fast(with_intercept, x, y, **kwargs)
+    assert np.max(np.abs(with_intercept.get_parameters()[0] - slope)) > 1e-3

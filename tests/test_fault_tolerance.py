@@ -125,6 +125,7 @@ def processes():
                 stream.close()
 
 
+@pytest.mark.slow
 def test_sigkilled_training_resumes_with_nothing_lost_or_repeated(tmp_path, processes):
     backup_dir = tmp_path / "backup"
     log_dir = tmp_path / "logs"

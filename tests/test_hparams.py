@@ -12,18 +12,12 @@ final weights) minus the least-squares MSE from scikit-learn.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from _tensorboard import post_json, session_groups_request, tensorboard
 from sklearn.linear_model import LinearRegression as SklearnLinearRegression
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import api as hp
@@ -282,94 +276,25 @@ def test_least_squares_gap_is_zero_at_the_optimum(rng):
 
 
 # ------------------------------------------------ real TensorBoard server
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post_json(url, body):
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return json.loads(response.read())
-
-
-def _session_groups_request():
-    return {
-        "experimentName": "",
-        "allowedStatuses": [
-            "STATUS_UNKNOWN",
-            "STATUS_SUCCESS",
-            "STATUS_FAILURE",
-            "STATUS_RUNNING",
-        ],
-        "colParams": [{"hparam": name} for name in hparams_module.HPARAMS]
-        + [{"metric": {"group": "", "tag": tag}} for tag in hparams_module.METRICS],
-        "startIndex": 0,
-        "sliceSize": 100,
-    }
-
-
 @pytest.fixture
 def tensorboard_server(sweep):
     """Runs `tensorboard --logdir` over the sweep on a free port; always killed afterwards."""
     log_dir, expected = sweep
-    binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
-    port = _free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    log_path = log_dir.parent / "tensorboard.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            binary,
-            "--logdir",
-            str(log_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--reload_interval",
-            "1",
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                groups = _post_json(
-                    f"{base}/data/plugin/hparams/session_groups", _session_groups_request()
-                )
-                if len(groups.get("sessionGroups", [])) == len(expected):
-                    break
-            except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
-                pass
-            assert time.monotonic() < deadline, "tensorboard did not serve the sessions in 90 s"
-            time.sleep(0.5)
+    with tensorboard(log_dir, len(expected), log_dir.parent / "tensorboard.log") as base:
         yield base
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-        log_file.close()
 
 
 @pytest.mark.slow
 def test_real_tensorboard_serves_every_run_with_its_metrics(tensorboard_server, sweep):
     _, expected = sweep
-    experiment = _post_json(
+    experiment = post_json(
         f"{tensorboard_server}/data/plugin/hparams/experiment", {"experimentName": ""}
     )
     assert {info["name"] for info in experiment["hparamInfos"]} == set(hparams_module.HPARAMS)
     assert [m["name"]["tag"] for m in experiment["metricInfos"]] == list(hparams_module.METRICS)
 
-    groups = _post_json(
-        f"{tensorboard_server}/data/plugin/hparams/session_groups", _session_groups_request()
+    groups = post_json(
+        f"{tensorboard_server}/data/plugin/hparams/session_groups", session_groups_request()
     )
     assert groups["totalSize"] == len(expected)
     by_name = {group["name"]: group for group in groups["sessionGroups"]}

@@ -68,6 +68,9 @@ def test_old_file_loads_quietly_with_equal_predictions(name, probe, expected):
     model = _load_quietly(FIXTURES / name)
     assert type(model) is keras_linreg.LinearRegression
     assert model.standardize is ("raw" not in name)
+    # Written before `fit_intercept` existed: the missing key means an intercept.
+    assert model.fit_intercept is True
+    assert any("intercept" in v.name for v in model.trainable_variables)
     predictions = model.predict(probe, verbose=0)
     np.testing.assert_allclose(predictions, expected["predictions"], rtol=1e-6)
     assert int(model.optimizer.iterations.numpy()) == expected["iterations"]

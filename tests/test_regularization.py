@@ -398,3 +398,34 @@ def test_a_diverging_ridge_fit_quotes_the_penalized_stable_rate(problem):
     # (Keras keeps l2 as float32.)
     assert info.value.max_stable_learning_rate == pytest.approx(stable, rel=1e-6)
     assert f"{stable:.6g}" in str(info.value)
+
+
+# ------------------------------------------------------ without an intercept
+@pytest.mark.parametrize("l1, l2", [(0.0, 0.05), (0.1, 0.0), (0.1, 0.05)])
+def test_without_an_intercept_the_optimum_is_scikit_learns_through_the_origin(problem, l1, l2):
+    """`fit_intercept=False`: the reference is scikit-learn's `fit_intercept=False` fit
+    of `Σr²/n + l1 Σ|s| + l2 Σs²`; the model reaches it with the lasso's exact zeros and
+    an intercept of exactly 0."""
+    x, y = problem
+    x64, y64 = x.astype("float64"), y.astype("float64")
+    if l1 == 0:
+        reference = Ridge(alpha=len(y) * l2, fit_intercept=False).fit(x64, y64)
+    elif l2 == 0:
+        reference = Lasso(alpha=l1 / 2, fit_intercept=False, tol=1e-12, max_iter=100_000)
+        reference = reference.fit(x64, y64)
+    else:
+        alpha = l1 / 2 + l2
+        reference = ElasticNet(alpha=alpha, l1_ratio=(l1 / 2) / alpha, fit_intercept=False,
+                               tol=1e-12, max_iter=100_000).fit(x64, y64)  # fmt: skip
+    regularizer = keras.regularizers.L1L2(l1=l1, l2=l2)
+    model, _ = full_batch_fit(x, y, regularizer, epochs=300, fit_intercept=False)
+    optimum, intercept = regularization.model_optimum(model, x, y)
+    assert intercept == 0.0
+    np.testing.assert_allclose(optimum, reference.coef_, rtol=1e-6, atol=1e-7)
+    slope, intercept = model.get_parameters()
+    assert intercept == 0.0
+    np.testing.assert_allclose(slope, reference.coef_, atol=1e-4)
+    if l1:
+        np.testing.assert_array_equal(slope == 0.0, reference.coef_ == 0.0)
+    # The data's offset 0.7 matters: with an intercept the optimum differs.
+    assert np.max(np.abs(regularization.penalized_optimum(x, y, l1=l1, l2=l2)[0] - optimum)) > 1e-3

@@ -138,7 +138,9 @@ def test_report_dict_and_write_report(rng, tmp_path):
     assert written["rsquared"] == pytest.approx(reference.rsquared, rel=1e-8)
     assert written["nobs"] == 60 and written["statistics"]["model"] == "OLS"
     # Replaced atomically: no temporary left beside it.
-    write_report(path, report)
+    with pytest.raises(FileExistsError):
+        write_report(path, report)
+    write_report(path, report, overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json"]
 
 

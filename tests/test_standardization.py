@@ -610,3 +610,56 @@ def test_model_owns_its_layer(tutorial_data):
     z = keras.ops.convert_to_numpy(layer(x))
     w, b = model._trainable_slope.numpy(), model._trainable_intercept.numpy()
     np.testing.assert_allclose(model.predict(x, verbose=0), z @ w + b, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------ without an intercept
+def test_uncentered_statistics_are_the_root_mean_square(rng, monkeypatch):
+    """`center=False` (a model without an intercept): mean 0, std sqrt(mean(x²)),
+    chunked or batched alike; an all-zero feature gets 1, a constant one its |value|."""
+    x = rng.normal([1e3, -3.0, 0.0, 0.0], [1.0, 2.0, 1.0, 0.0], size=(103, 4))
+    x[:, 2] = -2.5  # constant but not zero: a real regressor through the origin
+    monkeypatch.setattr(standardization, "_CHUNK_ROWS", 10)
+    mean, std, rows = standardization.feature_statistics(x, center=False)
+    expected = np.sqrt(np.mean(x**2, axis=0))
+    expected[3] = 1.0
+    assert rows == 103
+    np.testing.assert_array_equal(mean, 0.0)
+    np.testing.assert_allclose(std, expected, rtol=1e-12)
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(17)
+    np.testing.assert_allclose(
+        standardization.feature_statistics(batches, center=False)[1], expected, rtol=1e-12
+    )
+
+
+def test_an_uncentered_layer_only_scales(rng):
+    x = rng.normal(5.0, 1.0, size=(40, 2)).astype("float32")
+    layer = Standardization(center=False)
+    layer.adapt(x)
+    x64 = x.astype(np.float64)
+    rms = np.sqrt(np.mean(x64**2, axis=0))
+    np.testing.assert_array_equal(layer.feature_mean.numpy(), 0.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), x64 / rms, rtol=1e-6)
+    # Even a mean set by hand is not subtracted: centering would be an intercept.
+    layer.set_statistics([1.0, 2.0], rms, 40)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), x64 / rms, rtol=1e-6)
+    assert Standardization.from_config(layer.get_config()).center is False
+    with pytest.raises(ValueError, match="expected a bool. Received: center=0"):
+        Standardization(center=0)
+
+
+def test_a_model_without_intercept_adapts_uncentered_and_keeps_its_raw_parameters(rng):
+    x = rng.normal([2.0, -4.0], [1.0, 3.0], size=(64, 2)).astype("float32")
+    model = keras_linreg.LinearRegression(
+        n_features=2, fit_intercept=False, standardize=True, slope_initializer="ones"
+    )
+    before = model.predict(x, verbose=0)
+    model.adapt(x)
+    assert model.standardization.center is False
+    np.testing.assert_allclose(
+        model.feature_std.numpy(), np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=0)),
+        rtol=1e-6,
+    )
+    slope, intercept = model.get_parameters()
+    np.testing.assert_allclose(slope, [1.0, 1.0], rtol=1e-6)  # raw slope kept by adapt
+    assert intercept == 0.0
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,135 @@
+"""Benchmark: reading CSV and Parquet files with `keras_linreg.data.dataset_from_files`.
+
+Run with the project's venv (writes ~200 MB of files to a temporary directory):
+
+    .venv/bin/python scripts/benchmark_files.py             # 2M rows x 5 columns
+    .venv/bin/python scripts/benchmark_files.py --rows 2e5  # quick
+
+Side by side in one process, rows/s (best of `--repeats` passes after one untimed pass) of:
+
+- `pyarrow`: pyarrow alone to NumPy batches, `pyarrow.csv.open_csv` with `column_types` (CSV)
+  or `ParquetFile.read_row_group` (Parquet), each column to a float32 NumPy array;
+- `dataset`: iterating `dataset_from_files(..., batch_size=65536)` (what `fit` consumes);
+- `fit`: one epoch of `LinearRegression.fit` on that dataset (the epoch's wall time);
+- `fit_arrays`: one epoch of `fit` on the same rows already in memory (the fast path), for scale.
+
+Prints a table and writes nothing; docs/data.md reports a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+NAMES = ["x0", "x1", "x2", "x3", "y"]
+BATCH = 65536
+
+
+def write_files(directory, rows):
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 3.0], np.float32) + 1.0).astype(np.float32)
+    table = pa.table({**{n: x[:, j] for j, n in enumerate(NAMES[:4])}, "y": y})
+    csv = os.path.join(directory, "data.csv")
+    parquet = os.path.join(directory, "data.parquet")
+    pa_csv.write_csv(table, csv)
+    pq.write_table(table, parquet, row_group_size=BATCH * 4)
+    return csv, parquet, x, y
+
+
+def pyarrow_pass(path):
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    rows = 0
+    if path.endswith(".csv"):
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=4 << 20),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(NAMES, pa.float64())),
+        )
+        for batch in reader:
+            arrays = [batch.column(n).to_numpy().astype(np.float32) for n in NAMES]
+            rows += len(arrays[0])
+        return rows
+    parquet = pq.ParquetFile(path)
+    for i in range(parquet.num_row_groups):
+        table = parquet.read_row_group(i, columns=NAMES)
+        arrays = [table.column(n).to_numpy() for n in NAMES]
+        rows += len(arrays[0])
+    return rows
+
+
+def dataset_pass(dataset):
+    rows = 0
+    for x, _ in dataset:
+        rows += int(x.shape[0])
+    return rows
+
+
+def best_rate(function, repeats):
+    function()  # untimed: tracing, caches
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rows = function()
+        best = min(best, time.perf_counter() - start)
+    return rows / best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=float, default=2e6)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+    rows = int(arguments.rows)
+
+    import keras_linreg
+    from keras_linreg.data import dataset_from_files
+
+    with tempfile.TemporaryDirectory() as directory:
+        csv, parquet, x, y = write_files(directory, rows)
+        print(f"{rows} rows x 5 columns; CSV {os.path.getsize(csv) / 1e6:.0f} MB, "
+              f"Parquet {os.path.getsize(parquet) / 1e6:.0f} MB; batch {BATCH}; "
+              f"{os.cpu_count()} CPUs")
+        model = keras_linreg.LinearRegression(learning_rate=0.01)
+        model.compile()
+
+        def fit_files(path):
+            dataset = dataset_from_files(path, target="y", batch_size=BATCH)
+            return lambda: (model.fit(dataset, epochs=1, verbose=0), rows)[1]
+
+        results = {
+            "fit_arrays": best_rate(lambda: (model.fit(x, y, batch_size=BATCH, epochs=1,
+                                                       shuffle=False, verbose=0), rows)[1],
+                                    arguments.repeats),
+        }
+        for name, path in (("csv", csv), ("parquet", parquet)):
+            dataset = dataset_from_files(path, target="y", batch_size=BATCH)
+            results[f"{name}_pyarrow"] = best_rate(lambda p=path: pyarrow_pass(p),
+                                                   arguments.repeats)
+            results[f"{name}_dataset"] = best_rate(lambda d=dataset: dataset_pass(d),
+                                                   arguments.repeats)
+            results[f"{name}_fit"] = best_rate(fit_files(path), arguments.repeats)
+        for name, rate in results.items():
+            print(f"{name:18s} {rate / 1e6:7.2f} M rows/s")
+        for name in ("csv", "parquet"):
+            base = results[f"{name}_pyarrow"]
+            print(f"{name}: dataset/pyarrow {results[f'{name}_dataset'] / base:.2f}, "
+                  f"fit/pyarrow {results[f'{name}_fit'] / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
