@@ -151,3 +151,21 @@ def test_undefined_statistics_are_explained_not_raised(rng):
     report = summarize(model, history, x, y)
     assert report.statistics is None and "column 1 ('x1')" in report.statistics_error
     assert format_report(report).splitlines()[-1].startswith("no standard errors: ")
+
+
+def test_a_fit_through_the_origin_reports_uncentered_statistics(rng):
+    import statsmodels.api as sm
+
+    x = rng.normal(1.0, 1.0, size=(80, 2)).astype("float32")
+    y = (x @ [1.5, -0.5] + rng.normal(0, 0.3, 80)).astype("float32")
+    model, history = fit_regression(x, y, learning_rate=0.1, epochs=50, fit_intercept=False)
+    report = summarize(model, history, x, y)
+    reference = sm.OLS(y.astype("float64"), x.astype("float64")).fit()  # no constant
+    stats = report.statistics
+    assert not stats.fit_intercept and stats.df_model == 2
+    for name in ("params", "bse", "pvalues"):
+        np.testing.assert_allclose(getattr(stats, name), getattr(reference, name), rtol=1e-8)
+    assert stats.rsquared == pytest.approx(reference.rsquared, rel=1e-8)  # uncentered
+    lines = format_report(report).splitlines()
+    assert len([line for line in lines if line.startswith("slope[")]) == 2
+    assert "(uncentered)" in lines[-1] and lines[-1].startswith("OLS on the 80 training rows")
