@@ -10,20 +10,16 @@ must equal `float32(expected)` exactly.
 from __future__ import annotations
 
 import glob
-import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _tensorboard import get_json as _get_json
+from _tensorboard import serve
 from tensorboard.backend.event_processing import event_accumulator
 
 import keras_linreg
@@ -471,17 +467,6 @@ def test_new_run_dir_refuses_a_prefix_with_a_separator(tmp_path):
 
 
 # ------------------------------------------------- real TensorBoard server
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def trained_log_dir(tmp_path, rng):
     """A log dir with ParameterLogger and keras.callbacks.TensorBoard side by side."""
@@ -506,44 +491,14 @@ def trained_log_dir(tmp_path, rng):
 def tensorboard_server(trained_log_dir):
     """Runs `tensorboard --logdir` on a free port; always killed afterwards."""
     log_dir = trained_log_dir[0]
-    binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
-    port = _free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    log_file = open(log_dir.parent / "tensorboard.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            binary,
-            "--logdir",
-            str(log_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--reload_interval",
-            "1",
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (log_dir.parent / "tensorboard.log").read_text()
-            try:
-                tags = _get_json(f"{base}/data/plugin/scalars/tags")
-                if {"parameters", "train", "validation"} <= set(tags):
-                    break
-            except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
-                pass
-            assert time.monotonic() < deadline, "tensorboard did not serve the runs in 90 s"
-            time.sleep(0.5)
+
+    def ready(base):
+        return {"parameters", "train", "validation"} <= set(
+            _get_json(f"{base}/data/plugin/scalars/tags")
+        )
+
+    with serve(log_dir, log_dir.parent / "tensorboard.log", ready) as base:
         yield base
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-        log_file.close()
 
 
 @pytest.mark.slow

@@ -10,30 +10,11 @@ import _nist
 import numpy as np
 import pytest
 import tensorflow as tf
+from _reference import design as _design
+from _reference import numpy_gd as _numpy_gd
 
 import keras_linreg
 from keras_linreg import closed_form
-
-
-def _design(x):
-    x = np.asarray(x, dtype=np.float64)
-    x = x[:, None] if x.ndim == 1 else x
-    return np.hstack([x, np.ones((len(x), 1))])
-
-
-def _numpy_gd(x, y, learning_rate, steps, sample_weight=None):
-    """Full-batch gradient descent in float64; returns thetas[0..steps] and losses."""
-    design = _design(x)
-    y = np.asarray(y, dtype=np.float64)
-    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    theta = np.zeros(design.shape[1])
-    thetas, losses = [theta.copy()], []
-    for _ in range(steps):
-        residual = design @ theta - y
-        losses.append(np.sum(w * residual**2) / len(y))
-        theta = theta - learning_rate * (2.0 / len(y)) * design.T @ (w * residual)
-        thetas.append(theta.copy())
-    return thetas, losses
 
 
 def test_exact_line_worked_out_by_hand():
