@@ -17,6 +17,10 @@ from keras_linreg.closed_form import least_squares
 
 __all__ = ["distributed_dataset_from_files", "input_shard", "sharded_least_squares"]
 
+# Marks a `distributed_dataset_from_files` dataset (`data.raising_file_errors`
+# then silences Keras' "ran out of data" warning at the end of each pass).
+SHARDED_FILES = "_keras_linreg_sharded_files"
+
 
 # ------------------------------------------------------------------- the units
 def check_shard(shard):
@@ -167,7 +171,9 @@ def distributed_dataset_from_files(paths, *, strategy=None, batch_size=65536, **
             **kwargs,
         )
 
-    return strategy.distribute_datasets_from_function(dataset_fn)
+    distributed = strategy.distribute_datasets_from_function(dataset_fn)
+    setattr(distributed, SHARDED_FILES, True)
+    return distributed
 
 
 # --------------------------------------------------------------- least squares

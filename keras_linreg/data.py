@@ -254,12 +254,14 @@ def raising_file_errors(*data):
     `evaluate`, `predict` and `adapt` run in it.
 
     When one of `data` is a `dataset_from_files` dataset of unknown length (CSV
-    files, or `drop_missing=True`), Keras' warning that the input "ran out of
+    files, `drop_missing=True`, a shard; or `distributed_dataset_from_files`),
+    Keras' warning that the input "ran out of
     data" is silenced: such a dataset ends each pass at the end of its files, and
     Keras warns at the end of every unknown-length dataset.
     """
     with warnings.catch_warnings():
-        if any(inputs.is_file_dataset(value) for value in data):
+        if any(inputs.is_file_dataset(value) or getattr(value, _sharding.SHARDED_FILES, False)
+               for value in data):
             warnings.filterwarnings("ignore", message="Your input ran out of data")
         with _reraising():
             yield
