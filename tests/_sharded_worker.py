@@ -120,9 +120,8 @@ def run_resumable(strategy, config):
 
 def main(argv=None):
     config = json.loads((argv or sys.argv[1:])[0])
-    import tensorflow as tf
-
     import keras
+    import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     keras.config.disable_traceback_filtering()  # whole tracebacks in the test's report
