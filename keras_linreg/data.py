@@ -23,9 +23,21 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from keras_linreg import inputs
+from keras_linreg import _sharding, inputs
+from keras_linreg._sharding import (
+    distributed_dataset_from_files,
+    input_shard,
+    sharded_least_squares,
+)
 
-__all__ = ["DataFileError", "dataset_from_files", "raising_file_errors"]
+__all__ = [
+    "DataFileError",
+    "dataset_from_files",
+    "distributed_dataset_from_files",
+    "input_shard",
+    "raising_file_errors",
+    "sharded_least_squares",
+]
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet",)
@@ -72,6 +84,7 @@ def dataset_from_files(
     decimal_point=".",
     encoding="utf8",
     drop_missing=False,
+    shard=None,
 ):
     """A `tf.data.Dataset` of whole batches read from CSV and Parquet files.
 
@@ -136,6 +149,15 @@ def dataset_from_files(
             Defaults to `"utf8"`.
         drop_missing: If True, rows with a missing value in a used column are
             dropped instead of refused. Defaults to False.
+        shard: Optional `(index, count)`: read only shard `index` of `count`
+            (e.g. a `tf.distribute.InputContext`'s `input_pipeline_id` and
+            `num_input_pipelines`). The files are cut into units, a whole CSV
+            file or one Parquet row group, numbered in file order; unit `j`
+            belongs to shard `j % count`. Every shard sees the same schema
+            rules and default `features` (from all files), so all shards'
+            batches have the same columns; a shard may be empty. A sharded
+            dataset's length is unknown (workers' shards differ). Defaults to
+            None (all files). See docs/data.md, "Scaling out over files".
 
     Returns:
         A `tf.data.Dataset` whose element spec is
@@ -181,17 +203,23 @@ def dataset_from_files(
             f"Received: drop_missing={drop_missing!r}"
         )
     options = _CsvOptions(delimiter, decimal_point, encoding)
+    shard = _sharding.check_shard(shard)
     files = _expand_paths(paths)
     schemas = [_read_schema(path, options) for path in files]
     plan = _plan_columns(files[0], *schemas[0], target, features, sample_weight)
     schemas = [schema for schema, _ in schemas]
     for path, schema in zip(files, schemas, strict=True):
         _check_columns(path, schema, plan)
+    groups = None  # per file: the Parquet row groups to read, None for all
+    if shard is not None:
+        units = _sharding.shard_units(files, [_format(path) == "parquet" for path in files], shard)
+        files, schemas = [files[i] for i, _ in units], [schemas[i] for i, _ in units]
+        groups = [unit_groups for _, unit_groups in units]
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     reader = _Reader(
         files, schemas, plan, options, batch_size, shuffle, int(seed),
-        shuffle_buffer_size, drop_missing,
+        shuffle_buffer_size, drop_missing, groups,
     )
     vector = tf.TensorSpec((None,), tf.float32)
     signature = (tf.TensorSpec((None, len(plan.features)), tf.float32),)
@@ -202,7 +230,9 @@ def dataset_from_files(
     dataset = tf.data.Dataset.from_generator(
         reader, output_signature=signature if len(signature) > 1 else signature[0]
     )
-    rows = _known_rows(files, drop_missing)
+    # A shard's length is left unknown: under tf.distribute the workers' shards
+    # differ in length, and an epoch ends when all of them are exhausted.
+    rows = None if shard is not None else _known_rows(files, drop_missing, groups)
     if rows is not None:  # Keras then knows the steps per epoch (and shows them)
         steps = -(-rows // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
@@ -224,12 +254,14 @@ def raising_file_errors(*data):
     `evaluate`, `predict` and `adapt` run in it.
 
     When one of `data` is a `dataset_from_files` dataset of unknown length (CSV
-    files, or `drop_missing=True`), Keras' warning that the input "ran out of
+    files, `drop_missing=True`, a shard; or `distributed_dataset_from_files`),
+    Keras' warning that the input "ran out of
     data" is silenced: such a dataset ends each pass at the end of its files, and
     Keras warns at the end of every unknown-length dataset.
     """
     with warnings.catch_warnings():
-        if any(inputs.is_file_dataset(value) for value in data):
+        if any(inputs.is_file_dataset(value) or getattr(value, _sharding.SHARDED_FILES, False)
+               for value in data):
             warnings.filterwarnings("ignore", message="Your input ran out of data")
         with _reraising():
             yield
@@ -549,11 +581,19 @@ def _check_columns(path, schema, plan):
             )
 
 
-def _known_rows(files, drop_missing):
-    """The rows of Parquet files from their metadata; None for CSV or dropping rows."""
+def _known_rows(files, drop_missing, groups=None):
+    """The rows of Parquet files (or of their row groups `groups`) from their
+    metadata; None for CSV or dropping rows."""
     if drop_missing or any(_format(path) != "parquet" for path in files):
         return None
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    total = 0
+    for i, path in enumerate(files):
+        metadata = pq.ParquetFile(path).metadata
+        if groups is None or groups[i] is None:
+            total += metadata.num_rows
+        else:
+            total += sum(metadata.row_group(g).num_rows for g in groups[i])
+    return total
 
 
 # ---------------------------------------------------------------------- reading
@@ -561,8 +601,9 @@ class _Reader:
     """The generator `tf.data.Dataset.from_generator` calls once per pass."""
 
     def __init__(self, files, schemas, plan, options, batch_size, shuffle, seed,
-                 buffer_size, drop_missing):
+                 buffer_size, drop_missing, groups=None):
         self.files, self.schemas, self.plan, self.options = files, schemas, plan, options
+        self.groups = groups  # per file: the Parquet row groups of this shard, or None
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.buffer_size, self.drop_missing = buffer_size, drop_missing
         self.passes = 0
@@ -578,7 +619,8 @@ class _Reader:
         pool = _Pool(self.batch_size, self.buffer_size, rng)
         try:
             for index in order:
-                for block in self._blocks(self.files[index], self.schemas[index], rng):
+                groups = None if self.groups is None else self.groups[index]
+                for block in self._blocks(self.files[index], self.schemas[index], rng, groups):
                     pool.add(block)
                     self.peak_rows_held = max(self.peak_rows_held, pool.rows)
                     for batch in pool.batches():
@@ -595,10 +637,11 @@ class _Reader:
         parts += [np.ascontiguousarray(batch[:, j]) for j in range(k, batch.shape[1])]
         return tuple(parts) if len(parts) > 1 else parts[0]
 
-    def _blocks(self, path, schema, rng):
-        """The file's rows as float32 matrices, one per read block, checked."""
+    def _blocks(self, path, schema, rng, groups=None):
+        """The file's rows (of `groups`, Parquet row groups) as float32 matrices,
+        one per read block, checked."""
         tables = (
-            _parquet_tables(path, self.plan, rng) if _format(path) == "parquet"
+            _parquet_tables(path, self.plan, rng, groups) if _format(path) == "parquet"
             else _csv_tables(path, schema, self.plan, self.options)
         )
         for start, table in tables:
@@ -677,14 +720,17 @@ def _csv_tables(path, schema, plan, options):
             start += batch.num_rows
 
 
-def _parquet_tables(path, plan, rng):
+def _parquet_tables(path, plan, rng, groups=None):
     """`(first row, table)` of the used columns of a Parquet file, one row group at
-    a time (in a random order when shuffling); rows are numbered in file order.
-    `read_row_group`, not `iter_batches`, which reads ahead the whole file."""
+    a time (the row groups `groups`, default all; in a random order when
+    shuffling); rows are numbered in file order. `read_row_group`, not
+    `iter_batches`, which reads ahead the whole file."""
     parquet = pq.ParquetFile(path)
     count = parquet.num_row_groups
     offsets = np.cumsum([0] + [parquet.metadata.row_group(i).num_rows for i in range(count)])
-    groups = range(count) if rng is None else [int(i) for i in rng.permutation(count)]
+    groups = list(range(count)) if groups is None else list(groups)
+    if rng is not None:
+        groups = [groups[int(i)] for i in rng.permutation(len(groups))]
     for i in groups:
         yield int(offsets[i]), parquet.read_row_group(i, columns=plan.columns)
 
