@@ -420,7 +420,8 @@ def _mostly_numbers_error(path, name, column):
         f"column {name!r}: {_CSV_ROW.format(row=row + 1)} holds {column[row].as_py()!r}, "
         "which is not a number. Fix the value, or pass `features=` without this "
         "column (a text column is not a default feature).",
-        path=path, row=row + 1, column=name,
+        path=path, row=row + 1, column=name, problem="is not a number",
+        value=column[row].as_py(),
     )
 
 

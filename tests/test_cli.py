@@ -175,7 +175,7 @@ def test_a_fractional_validation_split_reports_on_the_rows_keras_trained_on(
     # The plot shows the same 7 rows, and the model's predictions on them.
     ((plot_x, plot_y, plot_pred),) = plotted
     np.testing.assert_array_equal(plot_x.reshape(-1), x[:7])
-    np.testing.assert_array_equal(plot_y, y[:7])
+    np.testing.assert_array_equal(plot_y, y[:7].astype(np.float32))  # the values trained on
     np.testing.assert_allclose(plot_pred.reshape(-1), x[:7] * slope7 + intercept7, atol=1e-3)
     assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -259,8 +259,8 @@ def _bad(tmp_path, name, text):
     [
         ("missing file", ["train", "{tmp}/nope.csv", "--target", "y"], "no such file"),
         ("directory", ["train", "{tmp}", "--target", "y"], "is a directory"),
-        ("binary file", ["train", "{binary}", "--target", "y"], "not a readable CSV"),
-        ("empty file", ["train", "{empty}", "--target", "y"], "is empty"),
+        ("binary file", ["train", "{binary}", "--target", "y"], "'a' (binary)"),
+        ("empty file", ["train", "{empty}", "--target", "y"], "empty CSV file"),
         ("text cell", ["train", "{text}", "--target", "y"], "row 3, column 'a'"),
         ("nan cell", ["train", "{nan}", "--target", "y"], "row 2, column 'y'"),
         ("inf cell", ["train", "{inf}", "--target", "y"], "row 3, column 'a': expected a finite"),
