@@ -483,9 +483,9 @@ def _write_parquet(path, tables, kept):
             table = table.append_column(_PREDICTION, pa.array(predictions, pa.float32()))
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
-            elif table.schema != writer.schema.to_arrow_schema():
+            elif table.schema != writer.schema:
                 try:
-                    table = table.cast(writer.schema.to_arrow_schema())
+                    table = table.cast(writer.schema)
                 except (pa.ArrowInvalid, ValueError) as error:
                     raise DataError(
                         f"a block's columns do not have the first rows' types "
