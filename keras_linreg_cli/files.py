@@ -262,7 +262,8 @@ def predict_files(files, names, predict_fn, output, budget) -> None:
 
     first = column_names(files[0])
     if first is None:
-        _blocks(files[0], None, False).close()  # raises the reader's error
+        next(_blocks(files[0], None, typed=True), None)  # raises the reader's error
+        raise DataError(f"{files[0]}: not a readable file (its columns could not be read)")
     kept = [name for name in first if name != _PREDICTION]
     parquet_out = output is not None and output.lower().endswith(".parquet")
     for path in files:
