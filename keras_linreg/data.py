@@ -63,11 +63,16 @@ class DataFileError(ValueError):
         row: The 1-based data row (CSV: records after the header; Parquet: rows
             in file order), or None when the problem is not one row's.
         column: The column's name, or None.
+        problem: For a bad value, what is wrong with it, a phrase such as
+            "is not a number", "is missing", "is not finite (NaN or ±inf)",
+            "is outside float32's finite range ..."; else None.
+        value: The bad value as read (a string or a number), or None.
     """
 
-    def __init__(self, message, *, path, row=None, column=None):
+    def __init__(self, message, *, path, row=None, column=None, problem=None, value=None):
         super().__init__(message)
         self.path, self.row, self.column = path, row, column
+        self.problem, self.value = problem, value
 
 
 def dataset_from_files(
@@ -237,7 +242,9 @@ def dataset_from_files(
         steps = -(-rows // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     dataset = dataset.prefetch(1)  # read the next batch while the model trains
-    dataset._keras_linreg_files = reader  # its passes and the rows it held, for tests
+    # Its NumPy batches for `least_squares`/`ols` (`inputs.batches`) and the command
+    # line, and its passes and the rows it held, for tests.
+    setattr(dataset, inputs.FILE_READER_ATTRIBUTE, reader)
     # How `fit` recognises it (`inputs.is_file_dataset`) and names the features.
     setattr(dataset, inputs.FILE_FEATURES_ATTRIBUTE, tuple(plan.features))
     return dataset
@@ -445,7 +452,8 @@ def _mostly_numbers_error(path, name, column):
         f"column {name!r}: {_CSV_ROW.format(row=row + 1)} holds {column[row].as_py()!r}, "
         "which is not a number. Fix the value, or pass `features=` without this "
         "column (a text column is not a default feature).",
-        path=path, row=row + 1, column=name,
+        path=path, row=row + 1, column=name, problem="is not a number",
+        value=column[row].as_py(),
     )
 
 
@@ -701,12 +709,15 @@ def _csv_tables(path, schema, plan, options):
     """`(first row, table)` of the used columns of a CSV file, one pyarrow block at
     a time; the first row is 0-based."""
     types = _csv_types(schema, plan)
-    reader = pa_csv.open_csv(
-        path,
-        read_options=options.read(),
-        parse_options=options.parse(),
-        convert_options=options.convert(column_types=types, include_columns=plan.columns),
-    )
+    try:  # opening reads and converts the first block: its errors arrive here
+        reader = pa_csv.open_csv(
+            path,
+            read_options=options.read(),
+            parse_options=options.parse(),
+            convert_options=options.convert(column_types=types, include_columns=plan.columns),
+        )
+    except pa.ArrowInvalid as error:
+        raise _locate_csv_error(path, plan, types, options, error) from None
     start = 0
     with contextlib.closing(reader):
         while True:
@@ -825,6 +836,8 @@ def _value_error(path, row, column, problem, value):
         path=path,
         row=row,
         column=column,
+        problem=problem,
+        value=value,
     )
 
 

@@ -85,6 +85,8 @@ def _file_features(dataset):
 
 # Where `dataset_from_files` records the feature names on its dataset.
 FILE_FEATURES_ATTRIBUTE = "_keras_linreg_feature_names"
+# Where it keeps its reader: called, a generator of one pass's NumPy batches.
+FILE_READER_ATTRIBUTE = "_keras_linreg_files"
 
 
 def orders_itself(x) -> bool:
@@ -651,10 +653,20 @@ def batches(data, name="x"):
     Yields:
         `(index, x, y, sample_weight, names)`: `x` of shape `(m, k)`, `y` and
         `sample_weight` of shape `(m,)` (`sample_weight` None when absent), and
-        the batch's pandas column names or None.
+        the batch's pandas column names (a `dataset_from_files` dataset's
+        feature names), or None. A `dataset_from_files` dataset is read
+        straight from its files as NumPy batches, not through `tf.data`.
     """
+    source = data
     n_features = None
     index = -1
+    file_names = None
+    reader = getattr(data, FILE_READER_ATTRIBUTE, None) if is_file_dataset(data) else None
+    if reader is not None:
+        # A `dataset_from_files` dataset: its reader's NumPy batches, without
+        # `tf.data` (no copies into tensors; a `DataFileError` arrives as itself).
+        file_names = _file_features(data)
+        data = reader()
     for index, element in enumerate(data):
         if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
             raise ValueError(
@@ -664,7 +676,7 @@ def batches(data, name="x"):
                 + (f" of length {len(element)}" if isinstance(element, (tuple, list)) else "")
             )
         x, y, *weights = element
-        names = column_names(x)
+        names = column_names(x) if file_names is None else tuple(file_names)
         try:
             x, y, weights = check_arrays(x, y, weights[0] if weights else None)
         except ValueError as error:
@@ -681,5 +693,5 @@ def batches(data, name="x"):
     if index < 0:
         raise ValueError(
             f"Received an empty iterable as `{name}`, expected at least one "
-            f"`(x, y)` batch. Received: {name}={data!r}"
+            f"`(x, y)` batch. Received: {name}={source!r}"
         )

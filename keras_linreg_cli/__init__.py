@@ -30,10 +30,13 @@ _EPILOG_TRAIN = """examples:
       --epochs 500 --tol 0
   keras-linreg train houses.csv --target price --learning-rate 0.001,0.01,0.1,1.0 \\
       --log-dir logs/houses-sweep      # a sweep: one run per rate, for TensorBoard's HParams
+  keras-linreg train 'data/houses-*.parquet' --target price --learning-rate 0.1 \
+      --memory-budget 0                # stream from the files in batches of 65536 rows
 """
 _EPILOG_PREDICT = """examples:
   keras-linreg predict models/houses/1 new_houses.csv
   keras-linreg predict houses.keras new_houses.csv --output predictions.csv
+  keras-linreg predict houses.keras 'new/*.csv.gz' --output predictions.parquet
 """
 _EPILOG_EXPORT = """examples:
   keras-linreg export houses.keras houses.onnx
@@ -159,12 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="fit a CSV file's target column",
-        description="Fits TARGET = features · slope + intercept on a CSV file with a header row.",
+        help="fit a target column of CSV or Parquet files",
+        description="Fits TARGET = features · slope + intercept on CSV (.csv, .csv.gz, with a "
+        "header row) or Parquet (.parquet) files, read with pyarrow. Data within "
+        "--memory-budget is loaded and trained in memory; larger data streams from the "
+        "files in batches (--batch-size, default 65536), which needs a numeric "
+        "--learning-rate.",
         epilog=_EPILOG_TRAIN,
         formatter_class=formatter,
     )
-    train.add_argument("data", metavar="DATA.csv")
+    train.add_argument(
+        "data", metavar="DATA", nargs="+", help="CSV, CSV.GZ or Parquet files, or globs"
+    )
     train.add_argument("--target", required=True, metavar="COL")
     train.add_argument(
         "--features", type=_names, metavar="A,B,...", help="default: every other numeric column"
@@ -193,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         "optimum (relative to their scale: 1e-5 gives at least 4 significant digits); 0 "
         "runs all --epochs (default 1e-5)",
     )
-    train.add_argument("--batch-size", type=_positive_int, help="default: the whole data")
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="default: the whole data in memory, 65536 rows when streaming",
+    )
+    _add_memory_budget(train, "train in memory")
     train.add_argument("--validation-split", type=_fraction, default=0.0)
     train.add_argument(
         "--standardize",
@@ -242,17 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict",
         help="predict with a SavedModel directory or a .keras file",
-        description="Writes DATA.csv's columns plus a last column `prediction` as CSV. Columns "
-        "are matched by name to the features the model was trained on.",
+        description="Writes the DATA files' columns plus a last column `prediction`, as CSV "
+        "(standard output, or --output FILE) or Parquet (--output FILE.parquet), reading and "
+        "writing block by block. Columns are matched by name to the features the model was "
+        "trained on.",
         epilog=_EPILOG_PREDICT,
         formatter_class=formatter,
     )
     predict.add_argument("model", metavar="MODEL")
-    predict.add_argument("data", metavar="DATA.csv")
+    predict.add_argument(
+        "data", metavar="DATA", nargs="+", help="CSV, CSV.GZ or Parquet files, or globs"
+    )
     predict.add_argument(
         "--features", type=_names, metavar="A,B,...", help="for a model saved without names"
     )
-    predict.add_argument("--output", metavar="FILE", help="default: standard output")
+    predict.add_argument(
+        "--output",
+        metavar="FILE",
+        help="written atomically: Parquet if it ends in .parquet, gzipped CSV in .gz, else "
+        "CSV (default: CSV on standard output)",
+    )
+    _add_memory_budget(predict, "hold standard output until the end (all or nothing)")
 
     export = commands.add_parser(
         "export",
@@ -272,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
+
+
+def _add_memory_budget(parser, what):
+    from keras_linreg_cli.files import DEFAULT_MEMORY_BUDGET, parse_byte_size
+
+    parser.add_argument(
+        "--memory-budget",
+        type=parse_byte_size,
+        default=parse_byte_size(DEFAULT_MEMORY_BUDGET),
+        metavar="SIZE",
+        help=f"the largest data to {what}: the used columns as float32 (e.g. 500MB, "
+        f"2GiB; 0 always streams; default {DEFAULT_MEMORY_BUDGET})",
+    )
 
 
 def _check_demo(args) -> None:
@@ -298,10 +335,15 @@ def _check_paths(args) -> None:
     prog = f"{PROG} {args.command}"
     if args.command == "demo":
         _check_demo(args)
-    for attribute in ("data", "model"):
-        path = getattr(args, attribute, None)
-        if path is not None and not os.path.exists(path):
-            raise UsageError(f"{prog}: error: {path}: no such file or directory")
+    if getattr(args, "model", None) is not None and not os.path.exists(args.model):
+        raise UsageError(f"{prog}: error: {args.model}: no such file or directory")
+    if getattr(args, "data", None) is not None:
+        from keras_linreg_cli.files import DataError, expand
+
+        try:
+            args.data = expand(args.data)
+        except DataError as error:
+            raise UsageError(f"{prog}: error: {error}") from None
     if args.command == "predict":
         if not (os.path.isdir(args.model) or args.model.endswith(".keras")):
             raise UsageError(
@@ -421,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     # `commands` imports TensorFlow (through import_tensorflow_quietly) only
     # once a command's input files have been read and checked.
     from keras_linreg_cli import commands
-    from keras_linreg_cli.csv_table import DataError
+    from keras_linreg_cli.files import DataError
 
     try:
         return commands.run(args)

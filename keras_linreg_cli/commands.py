@@ -14,7 +14,6 @@ import sys
 import numpy as np
 
 from keras_linreg_cli import import_tensorflow_quietly
-from keras_linreg_cli.csv_table import read_table, write_with_column
 
 
 class InputError(ValueError):
@@ -101,19 +100,18 @@ def demo(args) -> int:
 
 
 def train(args) -> int:
-    table = read_table(args.data, min_rows=2)
-    table.check_columns([args.target], what="--target column")
-    if args.features is not None:
-        table.check_columns(args.features, what="feature column")
-        features = args.features
-    else:
-        features = [name for name in table.numeric_columns() if name != args.target]
-        if not features:
-            raise InputError(f"{args.data}: no numeric feature column besides {args.target!r}")
-    x = table.numbers(features)
-    y = table.numbers([args.target])[:, 0]
-
     import_tensorflow_quietly()
+    from keras_linreg_cli.files import load_training
+
+    data = load_training(
+        args.data, args.target, args.features, args.memory_budget, args.batch_size
+    )
+    if data.streamed:  # over --memory-budget: fit on the files, batch by batch
+        from keras_linreg_cli.streamed import train_streamed
+
+        return train_streamed(args, data, _Outputs(), InputError, _warn_about_gap)
+    x, y, features = data.x, data.y, data.features
+
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
     from keras_linreg.inputs import split_point
@@ -199,16 +197,21 @@ def train(args) -> int:
 
 def _warn_if_not_converged(args, model, x, y) -> None:
     """One line on stderr when the fit ended far from the optimum it trains towards."""
-    from keras_linreg.convergence import DEFAULT_TOLERANCE, relative_gap
+    from keras_linreg.convergence import relative_gap
+
+    _warn_about_gap(args, relative_gap(model, x.astype(np.float32), y.astype(np.float32)))
+
+
+def _warn_about_gap(args, gap, streamed=False) -> None:
+    from keras_linreg.convergence import DEFAULT_TOLERANCE
 
     tolerance = args.tol or DEFAULT_TOLERANCE
-    gap = relative_gap(model, x.astype(np.float32), y.astype(np.float32))
     if gap <= tolerance:
         return
     advice = ["more --epochs"]
     if not args.standardize:
         advice.append("--standardize")
-    if args.learning_rate != "auto":
+    if args.learning_rate != "auto" and not streamed:
         advice.append("--learning-rate auto")
     print(
         f"keras-linreg train: warning: the fit has not converged: its parameters are "
@@ -219,10 +222,9 @@ def _warn_if_not_converged(args, model, x, y) -> None:
 
 
 def predict(args) -> int:
-    table = read_table(args.data, min_rows=1)
-
     import_tensorflow_quietly()
     from keras_linreg.export import load_predictor
+    from keras_linreg_cli.files import predict_files
 
     try:
         predict_fn, feature_names = load_predictor(args.model)
@@ -231,21 +233,5 @@ def predict(args) -> int:
     names = args.features or feature_names
     if names is None:
         raise InputError(f"{args.model} carries no feature names: pass --features A,B,...")
-    missing = [name for name in names if name not in table.header]
-    if missing:
-        raise InputError(
-            f"{args.data}: no column {missing[0]!r}, a feature the model was trained on "
-            f"(it needs {', '.join(names)}; the file has {', '.join(table.header)})"
-        )
-    predictions = np.asarray(predict_fn(table.numbers(list(names)).astype(np.float32)))
-    if args.output:
-        from keras_linreg._atomic import write_atomically
-
-        def write(temporary):
-            with open(temporary, "w", newline="", encoding="utf-8") as stream:
-                write_with_column(stream, table, "prediction", predictions)
-
-        write_atomically(args.output, write, overwrite=True, argument="--output")
-    else:
-        write_with_column(sys.stdout, table, "prediction", predictions)
+    predict_files(args.data, list(names), predict_fn, args.output, args.memory_budget)
     return 0

@@ -175,7 +175,7 @@ def test_a_fractional_validation_split_reports_on_the_rows_keras_trained_on(
     # The plot shows the same 7 rows, and the model's predictions on them.
     ((plot_x, plot_y, plot_pred),) = plotted
     np.testing.assert_array_equal(plot_x.reshape(-1), x[:7])
-    np.testing.assert_array_equal(plot_y, y[:7])
+    np.testing.assert_array_equal(plot_y, y[:7].astype(np.float32))  # the values trained on
     np.testing.assert_allclose(plot_pred.reshape(-1), x[:7] * slope7 + intercept7, atol=1e-3)
     assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -273,8 +273,8 @@ def _bad(tmp_path, name, text):
     [
         ("missing file", ["train", "{tmp}/nope.csv", "--target", "y"], "no such file"),
         ("directory", ["train", "{tmp}", "--target", "y"], "is a directory"),
-        ("binary file", ["train", "{binary}", "--target", "y"], "not a readable CSV"),
-        ("empty file", ["train", "{empty}", "--target", "y"], "is empty"),
+        ("binary file", ["train", "{binary}", "--target", "y"], "'a' (binary)"),
+        ("empty file", ["train", "{empty}", "--target", "y"], "empty CSV file"),
         ("text cell", ["train", "{text}", "--target", "y"], "row 3, column 'a'"),
         ("nan cell", ["train", "{nan}", "--target", "y"], "row 2, column 'y'"),
         ("inf cell", ["train", "{inf}", "--target", "y"], "row 3, column 'a': expected a finite"),
@@ -397,8 +397,10 @@ def test_train_report_json_on_the_training_rows(relation_csv, tmp_path, capfd):
     assert status == 0, err
     assert f"Report: {report}" in out
     written = json.loads(report.read_text())
-    # The optimum and the statistics are those of the 160 training rows.
-    reference = sm.OLS(y[:160], sm.add_constant(x[:160], prepend=False)).fit()
+    # The optimum and the statistics are those of the 160 training rows, as the
+    # model sees them: the command line reads the file's numbers as float32.
+    x32, y32 = x[:160].astype("float32").astype("float64"), y[:160].astype("float32")
+    reference = sm.OLS(y32.astype("float64"), sm.add_constant(x32, prepend=False)).fit()
     assert written["nobs"] == 160
     assert [p["name"] for p in written["parameters"]] == ["slope[a]", "slope[b]", "intercept"]
     for i, entry in enumerate(written["parameters"]):
