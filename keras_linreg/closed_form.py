@@ -15,7 +15,12 @@ from scipy.linalg import solve_triangular
 
 from keras_linreg import inputs
 
-__all__ = ["hessian_eigenvalues", "least_squares", "max_stable_learning_rate"]
+__all__ = [
+    "hessian_eigenvalues",
+    "least_squares",
+    "max_row_curvature",
+    "max_stable_learning_rate",
+]
 
 # Rows per chunk of the Hessian's accumulation (bounds its float64 temporaries).
 _CHUNK_ROWS = 65536
@@ -604,7 +609,43 @@ def hessian_eigenvalues(
     x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
     n = len(x)
     gram = 0.0
-    for start in range(0, n, _CHUNK_ROWS):
+    for z, w in _jacobian_chunks(x, sample_weight, design, fit_intercept):
+        gram = gram + z.T @ (z if w is None else z * w[:, None])
+    hessian = (2.0 / n) * gram
+    if l2:
+        k = x.shape[1] if x.ndim == 2 else 1
+        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
+    return np.linalg.eigvalsh(hessian)
+
+
+def max_row_curvature(
+    x, sample_weight=None, *, design=None, l2=0.0, fit_intercept=True
+) -> float:
+    """The largest curvature of any single row's loss, `max_i 2·w_i·|z_i|² + 2·l2`.
+
+    Row `i` alone has the loss `w_i (z_i · theta - y_i)² + l2·|slope|²`, whose
+    Hessian `2 w_i z_i z_i^T + 2·l2·I_slope` has this as its largest eigenvalue
+    (up to `2·l2`, an upper bound). It bounds how sharp a mini-batch's loss can be,
+    which the full-batch Hessian does not see (`learning_rate.auto_learning_rate`).
+    Arguments as for `hessian_eigenvalues`.
+
+    Returns:
+        A float >= 0.
+    """
+    x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
+    largest = 0.0
+    for z, w in _jacobian_chunks(x, sample_weight, design, fit_intercept):
+        norms = np.einsum("ij,ij->i", z, z)
+        if w is not None:
+            norms = norms * w
+        if norms.size:
+            largest = max(largest, float(norms.max()))
+    return 2.0 * largest + 2.0 * float(l2)
+
+
+def _jacobian_chunks(x, sample_weight, design, fit_intercept):
+    """`(z, w)` per chunk of rows: the rows of `Z` in float64 and their weights (or None)."""
+    for start in range(0, len(x), _CHUNK_ROWS):
         rows = x[start : start + _CHUNK_ROWS]
         if design is None and not fit_intercept:
             z = rows.astype(np.float64)
@@ -612,12 +653,8 @@ def hessian_eigenvalues(
             z = np.hstack([rows.astype(np.float64), np.ones((len(rows), 1))])
         else:
             z = np.asarray(design(rows), dtype=np.float64)
-        weighted = z
+        z = z.reshape(len(rows), -1)
+        w = None
         if sample_weight is not None:
-            weighted = z * sample_weight[start : start + _CHUNK_ROWS, None].astype(np.float64)
-        gram = gram + z.T @ weighted
-    hessian = (2.0 / n) * gram
-    if l2:
-        k = x.shape[1] if x.ndim == 2 else 1
-        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
-    return np.linalg.eigvalsh(hessian)
+            w = sample_weight[start : start + _CHUNK_ROWS].astype(np.float64)
+        yield z, w

@@ -2,8 +2,8 @@
 
 Keras' learning-rate callbacks (`LearningRateScheduler`, `ReduceLROnPlateau`)
 and `keras.callbacks.TensorBoard` read and set `model.optimizer.learning_rate`.
-`learning_rate="auto"` is resolved from the training data at the first `fit`
-(`auto_learning_rate`).
+`learning_rate="auto"` is resolved from the training data and the batch size at
+the first `fit` (`auto_learning_rate`).
 `LinearRegression` applies plain SGD itself, so its "optimizer" is only a
 holder: it owns the learning rate (a variable, or a schedule) and the step
 counter the schedule is evaluated on, both saved and restored with the model,
@@ -37,9 +37,12 @@ class LearningRateState(keras.optimizers.Optimizer):
         learning_rate: A float > 0 or a
             `keras.optimizers.schedules.LearningRateSchedule`.
         name: Optional name.
+        auto_pending: True while a `learning_rate="auto"` model has not yet
+            computed its rate from data (saved with the model, so a loaded model
+            knows whether its rate is real).
     """
 
-    def __init__(self, learning_rate=0.01, name=None, **kwargs):
+    def __init__(self, learning_rate=0.01, name=None, auto_pending=False, **kwargs):
         # The base class accepts clipping, EMA, weight decay, ...: none of them
         # would be applied by `train_step`, so refuse them instead of ignoring.
         unsupported = {k: v for k, v in kwargs.items() if v not in (None, False)}
@@ -51,6 +54,8 @@ class LearningRateState(keras.optimizers.Optimizer):
                 f"Received: {unsupported}"
             )
         super().__init__(learning_rate=learning_rate, name=name)
+        # `learning_rate="auto"` not yet resolved from data: the rate is a placeholder.
+        self.auto_pending = bool(auto_pending)
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError(
@@ -61,7 +66,8 @@ class LearningRateState(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        return {"name": config["name"], "learning_rate": config["learning_rate"]}
+        own = {"name": config["name"], "learning_rate": config["learning_rate"]}
+        return {**own, "auto_pending": True} if self.auto_pending else own
 
 
 AUTO = "auto"
@@ -88,26 +94,36 @@ def validate_learning_rate(learning_rate):
     )
 
 
-def auto_learning_rate(stable_rate):
-    """The rate `learning_rate="auto"` picks: half the largest stable rate.
+def auto_learning_rate(largest_eigenvalue, row_curvature, batch_size, n):
+    """The rate `learning_rate="auto"` picks, from the data's curvature and the batch size.
 
-    With `H` the loss's Hessian on the training rows in the trainable weights
-    (`[x, 1]`, or `[z, 1]` for standardized features `z`; plus `2·l2` on the
-    slope for an L2 penalty), full-batch gradient descent is stable below
-    `2 / λ_max(H)` (`keras_linreg.max_stable_learning_rate`), and
+    With `H` the loss's Hessian on the `n` training rows in the trainable weights
+    (`[x, 1]`, or `[z, 1]` for standardized features `z`; `2·l2` added on the slope
+    for an L2 penalty), `λ = λ_max(H)`, and `c = max_i 2·w_i·|z_i|² + 2·l2` the
+    sharpest single row's curvature (`closed_form.max_row_curvature`):
 
     ```
-    lr = 1 / λ_max(H)
+    full batch (batch_size >= n):  lr = 1 / λ                       (half of 2 / λ)
+    mini-batches of b rows:        lr = b / (c + (b - 1) · λ)
     ```
 
-    is half of it: each step shrinks the error along the top eigenvector
-    to 0 in one step, along the others by `1 − λ / λ_max`, and leaves a factor
-    2 of margin for mini-batches, whose Hessians vary around `H`.
+    Full batch, that removes the error along the top eigenvector in one step and
+    shrinks the others by `1 - λ_i / λ`. A mini-batch's Hessian is sharper than `H`
+    (one row alone has curvature up to `c`); the mini-batch rule is the step size
+    of Ma, Bassily and Belkin (2018, "The Power of Interpolation") for SGD on least
+    squares, half the largest rate at which it converges, moving from `1 / c` at
+    `b = 1` towards `1 / λ` as `b` grows.
+
+    Raises:
+        ValueError: `H` is zero (no curvature to size a step by).
     """
-    if not (math.isfinite(stable_rate) and stable_rate > 0):
+    if not (math.isfinite(largest_eigenvalue) and largest_eigenvalue > 0):
         raise ValueError(
             "learning_rate=\"auto\" found no curvature in the training data (the "
             "loss's Hessian is zero, e.g. all sample weights are 0); pass a number. "
-            f"Received: max stable learning rate {stable_rate!r}"
+            f"Received: largest Hessian eigenvalue {largest_eigenvalue!r}"
         )
-    return stable_rate / 2.0
+    if batch_size >= n:
+        return 1.0 / largest_eigenvalue
+    b = float(batch_size)
+    return b / (max(row_curvature, largest_eigenvalue) + (b - 1.0) * largest_eigenvalue)

@@ -30,7 +30,7 @@ _EPILOG_TRAIN = """examples:
       --epochs 500 --tol 0
   keras-linreg train houses.csv --target price --learning-rate 0.001,0.01,0.1,1.0 \\
       --log-dir logs/houses-sweep      # a sweep: one run per rate, for TensorBoard's HParams
-  keras-linreg train 'data/houses-*.parquet' --target price --learning-rate 0.1 \
+  keras-linreg train 'data/houses-*.parquet' --target price --learning-rate 0.1 \\
       --memory-budget 0                # stream from the files in batches of 65536 rows
 """
 _EPILOG_PREDICT = """examples:
@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_positive_int,
         default=10_000,
-        help="the most epochs; training stops earlier once the loss stops improving "
-        "(see --tol; default 10000)",
+        help="the most epochs; training stops earlier once the parameters are within --tol "
+        "of the least-squares optimum (default 10000)",
     )
     train.add_argument(
         "--learning-rate",

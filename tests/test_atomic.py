@@ -143,6 +143,7 @@ def test_a_failed_write_leaves_the_old_target_and_no_temporaries(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["gs://bucket/model.keras", ".", "some/dir/..", 42])
-def test_only_local_paths_naming_a_file_are_accepted(path):
+def test_only_local_paths_naming_a_file_are_accepted(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative path that were accepted would land here
     with pytest.raises(ValueError, match=r"Received an invalid value for `--output`"):
         _atomic.write_atomically(path, _write_text("x"), argument="--output")

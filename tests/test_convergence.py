@@ -148,13 +148,65 @@ def test_auto_learning_rate_is_one_over_the_top_eigenvalue(rng):
     model = keras_linreg.LinearRegression(learning_rate="auto")
     model.compile()
     assert model.learning_rate == "auto"
-    model.fit(x, y, sample_weight=w, batch_size=50, epochs=1, validation_split=0.25, verbose=0)
-    train = 150  # Keras' cut of 200 rows at 0.25
+    model.fit(x, y, sample_weight=w, batch_size=150, epochs=1, validation_split=0.25, verbose=0)
+    train = 150  # Keras' cut of 200 rows at 0.25: one full batch
     expected = 1.0 / _hessian_top(x[:train].astype(np.float64), w[:train])
     assert model.learning_rate == pytest.approx(expected, rel=1e-5)
     assert model.get_config()["learning_rate"] == "auto"
     clone = keras_linreg.LinearRegression.from_config(model.get_config())
     assert clone.learning_rate_config == "auto"
+
+
+def test_auto_learning_rate_for_mini_batches_is_ma_bassily_belkin(rng):
+    x, y = _problem(rng)
+    w = rng.uniform(0.5, 2.0, len(y))
+    model = keras_linreg.LinearRegression(learning_rate="auto")
+    model.compile()
+    model.fit(x, y, sample_weight=w, batch_size=10, epochs=1, verbose=0)
+    x64 = x.astype(np.float64)
+    design = np.hstack([x64, np.ones((len(x64), 1))])
+    largest = _hessian_top(x64, w)
+    sharpest = np.max(2.0 * w * np.sum(design**2, axis=1))  # one row's curvature
+    expected = 10 / (sharpest + 9 * largest)
+    assert model.learning_rate == pytest.approx(expected, rel=1e-5)
+    assert model.learning_rate < 0.9 / largest  # less than the full-batch rate
+
+
+def test_auto_learning_rate_trains_wide_data_on_small_batches(rng):
+    """100 standardized features, Keras' default batch of 32: the full-batch rate
+    1/λmax diverges there (each batch's Hessian is far sharper); the auto rate trains."""
+    x = rng.normal(size=(3000, 100)).astype("float32")
+    y = (x @ rng.normal(size=100) + 1.0 + rng.normal(0, 0.1, 3000)).astype("float32")
+    full_batch_rate = 1.0 / _hessian_top(x.astype(np.float64))
+    too_fast = keras_linreg.LinearRegression(learning_rate=full_batch_rate)
+    too_fast.compile()
+    with pytest.raises(keras_linreg.DivergenceError, match='or learning_rate="auto"'):
+        too_fast.fit(x, y, epochs=3, verbose=0)
+    model = keras_linreg.LinearRegression(learning_rate="auto")
+    model.compile()
+    history = model.fit(x, y, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.05 * losses[0]
+    slope, _ = keras_linreg.least_squares(x, y)
+    np.testing.assert_allclose(model.get_parameters()[0], slope, atol=0.1)
+
+
+def test_an_auto_rate_is_saved_once_computed(rng, tmp_path):
+    x, y = _problem(rng)
+    model = keras_linreg.LinearRegression(n_features=3, learning_rate="auto", standardize=True)
+    model.compile()
+    model.save(tmp_path / "before.keras")  # saved before any fit: still to compute
+    model.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
+    rate = model.learning_rate
+    model.save(tmp_path / "after.keras")
+    loaded = keras.models.load_model(tmp_path / "after.keras")
+    assert loaded.learning_rate == pytest.approx(rate, rel=1e-7)
+    loaded.fit(x * 10.0, y, batch_size=len(y), epochs=1, verbose=0)  # other data: kept
+    assert loaded.learning_rate == pytest.approx(rate, rel=1e-7)
+    pending = keras.models.load_model(tmp_path / "before.keras")
+    assert pending.learning_rate == "auto"
+    pending.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
+    assert pending.learning_rate == pytest.approx(rate, rel=1e-6)
 
 
 def test_auto_learning_rate_standardized_and_penalized(rng):
