@@ -48,7 +48,8 @@ class TrainingReport:
     fit's standard errors, tests and intervals; for a penalized model they
     describe least squares, not the penalized optimum), or None with the
     reason in `statistics_error` when they are undefined (e.g. a constant
-    column, as many rows as parameters).
+    column, as many rows as parameters). `loss` is the mean squared error at
+    the final parameters (an epoch's logged loss is the one before its update).
     """
 
     feature_names: list[str]
@@ -175,7 +176,7 @@ def summarize(
         feature_names=names,
         slope=slope,
         intercept=intercept,
-        loss=float(logs["loss"][-1]),
+        loss=float(np.mean(residual**2)),
         val_loss=float(logs["val_loss"][-1]) if "val_loss" in logs else None,
         r2=r2,
         optimum_slope=optimum_slope,
@@ -208,7 +209,9 @@ def format_report(report: TrainingReport) -> str:
     95% interval, and a last line gives R², adjusted R², F and its p-value.
     """
     width = max(12, *(len(f"slope[{name}]") for name in report.feature_names))
-    stats = report.statistics
+    # Beside a penalized model, least squares' standard errors would describe
+    # another estimate: they are left out (the JSON report keeps them, labelled).
+    stats = None if report.penalized else report.statistics
     header = (
         f"{'parameter':<{width}}  {'model':>14}  "
         f"{'optimum' if report.penalized else 'least squares':>14}  {'gap':>10}"
@@ -228,7 +231,7 @@ def format_report(report: TrainingReport) -> str:
     if not report.fit_intercept:
         lines.append(f"{'intercept':<{width}}  {'none (fit through the origin)':>14}")
     lines.append("")
-    lines.append(f"epochs {report.epochs}   final loss {report.loss:.6g}")
+    lines.append(f"epochs {report.epochs}   MSE {report.loss:.6g}")
     if report.val_loss is not None:
         lines[-1] += f"   val_loss {report.val_loss:.6g}"
     lines[-1] += f"   R² {report.r2:.6f}" + ("" if report.fit_intercept else " (uncentered)")
@@ -238,6 +241,11 @@ def format_report(report: TrainingReport) -> str:
             + ("" if report.fit_intercept else " (uncentered)")
             + f"   adj. R² {stats.rsquared_adj:.6f}   F {stats.fvalue:.6g}   "
             f"p(F) {stats.f_pvalue:.3g}"
+        )
+    elif report.penalized:
+        lines.append(
+            "no standard errors beside a penalized fit (those of unpenalized least squares "
+            "are in --report's `statistics`)"
         )
     elif report.statistics_error:
         lines.append(f"no standard errors: {report.statistics_error}")
@@ -252,16 +260,20 @@ def report_dict(report: TrainingReport) -> dict:
     least-squares `se`, `t`, `p`, `ci_low` and `ci_high` (95%). The fit's
     `rsquared`, `rsquared_adj`, `fvalue`, `f_pvalue` are those of least squares
     on the training rows; `r2` is the model's; `statistics` is
-    `OLSResult.to_dict()` (or None, with `statistics_error`).
+    `OLSResult.to_dict()` (or None, with `statistics_error`). For a penalized
+    model the per-parameter statistics are left out (they would describe least
+    squares, not the penalized optimum beside them) and `statistics_of` says
+    "unpenalized least squares". `loss` is the MSE at the final parameters.
     """
     stats = report.statistics
-    interval = stats.conf_int() if stats is not None else None
+    beside = None if report.penalized else stats  # see format_report
+    interval = beside.conf_int() if beside is not None else None
     parameters = []
     for i, (label, value, optimum) in enumerate(_rows(report)):
         entry = {"name": label, "model": value, "optimum": optimum, "gap": abs(value - optimum)}
-        if stats is not None:
+        if beside is not None:
             entry.update(
-                se=stats.bse[i], t=stats.tvalues[i], p=stats.pvalues[i],
+                se=beside.bse[i], t=beside.tvalues[i], p=beside.pvalues[i],
                 ci_low=interval[i, 0], ci_high=interval[i, 1],
             )  # fmt: skip
         parameters.append({k: _json_value(v) for k, v in entry.items()})
@@ -279,6 +291,7 @@ def report_dict(report: TrainingReport) -> dict:
                  "df_model", "df_resid"):
         summary[name] = _json_value(getattr(stats, name)) if stats is not None else None
     summary["statistics"] = stats.to_dict() if stats is not None else None
+    summary["statistics_of"] = "unpenalized least squares" if report.penalized else "the optimum"
     summary["statistics_error"] = report.statistics_error
     return summary
 

@@ -150,7 +150,7 @@ def best_run(runs: list[SweepRun]) -> SweepRun | None:
     return min(close, key=lambda run: (run.epochs, run.gap, run.score))
 
 
-_HEADER = ("learning_rate", "final loss", "val_loss", "gap to LS", "epochs", "diverged")
+_HEADER = ("learning_rate", "final loss", "val_loss", "MSE gap to LS", "epochs", "diverged")
 
 
 def format_row(cells) -> str:
@@ -209,7 +209,11 @@ def run_sweep(args, x, y, features) -> int:
         },
         metrics=[tag for tag in METRICS if validating or tag != "val_loss"],
     )
-    until = f", or until within --tol {args.tol:g} of least squares" if args.tol else ""
+    target = "the penalized optimum" if (args.l1 or args.l2) else "least squares"
+    until = (
+        f", or until the parameters are within --tol {args.tol:g} of {target} (relative "
+        "to their scale)" if args.tol else ""
+    )
     print(
         f"Sweep of {len(args.learning_rates)} learning rates, at most {args.epochs} epochs "
         f"each{until}; TensorBoard logs: {log_dir}"

@@ -359,7 +359,10 @@ def test_train_with_l1_and_l2_reports_the_penalized_optimum(relation_csv, tmp_pa
         "--standardize", "--l1", l1, "--l2", l2, "--log-dir", tmp_path / "logs", "--quiet",
     )  # fmt: skip
     assert status == 0, err
-    assert "optimum" in out.splitlines()[0] and "least squares" not in out
+    header = out.splitlines()[0]
+    assert "optimum" in header and "least squares" not in header
+    # Least squares' standard errors would describe another estimate: not shown.
+    assert header.split()[-1] == "gap" and "no standard errors beside a penalized fit" in out
     std = x.std(axis=0)
     alpha = l1 / 2 + l2
     reference = ElasticNet(alpha=alpha, l1_ratio=(l1 / 2) / alpha, tol=1e-12, max_iter=100_000)
