@@ -729,3 +729,105 @@ def test_aligned_float32_arrays_are_adopted_without_a_copy(data, fit_fast):
     stock = keras.Model.fit(copied, x, y, **kwargs)
     assert_same_fit(fast, stock, adopted, copied)
     np.testing.assert_array_equal(aligned_x, x)  # fit never writes to the data
+
+
+# ------------------------------------------------------- shuffled batches gathered on the host
+@pytest.fixture
+def host_gather(monkeypatch):
+    """Shuffled fits gather on the host whatever the size, in chunks of 2 batches of
+    `BATCH` (so epochs have several chunks and a short last one); returns the list of
+    chunks gathered, `(key, first batch, batches)`, recorded as they are gathered."""
+    from keras_linreg import fast_fit
+
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 0)
+    monkeypatch.setattr(fast_fit, "_HOST_CHUNK_ROWS", 2 * BATCH + 10)
+    gathered = []
+    gather = fast_fit._HostGather._gather
+
+    def recording_gather(self, request, slot):
+        gathered.append(request)
+        return gather(self, request, slot)
+
+    monkeypatch.setattr(fast_fit._HostGather, "_gather", recording_gather)
+    return gathered
+
+
+def test_host_gathered_epochs_follow_the_seeded_permutation(data, fit_fast, host_gather):
+    """The same rows in the same order as the in-graph gather: the hand loop over
+    `epoch_permutation(n, seed, epoch)`, with sample weights, float64 inputs cast to
+    float32 once, and every chunk gathered exactly once."""
+    x, y, w = data
+    keras.utils.set_random_seed(5)
+    seed = int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+    keras.utils.set_random_seed(5)
+    model = new_model()
+    history = fit_fast(model, x.astype("float64"), y, sample_weight=w, batch_size=BATCH,
+                       epochs=3, verbose=0)
+    assert sorted(host_gather) == [(e, b, min(2, 8 - b)) for e in range(3) for b in (0, 2, 4, 6)]
+    orders = [epoch_permutation(N, seed, epoch) for epoch in range(3)]
+    losses, slope, intercept = hand_loop(x, y, w, orders)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+    np.testing.assert_allclose(model.get_parameters()[0], slope, rtol=1e-4)
+    np.testing.assert_allclose(model.get_parameters()[1], intercept, rtol=1e-4)
+
+
+def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_fast,
+                                                                     monkeypatch, host_gather):
+    """`steps_per_epoch` (passes spanning epochs), `steps_per_execution` with batch hooks
+    and validation: the host-gathered fit gives the in-graph one's logs and weights."""
+    from keras_linreg import fast_fit
+
+    x, y, w = data
+    batches = []
+
+    class Batches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+
+    def run():
+        keras.utils.set_random_seed(8)
+        model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
+        model.compile(metrics=[keras.metrics.RootMeanSquaredError()], steps_per_execution=2)
+        history = fit_fast(model, x, y, sample_weight=w, batch_size=BATCH, epochs=5,
+                           steps_per_epoch=4, validation_data=(x[:200], y[:200]), verbose=0,
+                           callbacks=[Batches()])
+        return history, model
+
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)  # in-graph gather
+    in_graph, in_graph_model = run()
+    assert host_gather == []
+    in_graph_batches = list(batches)
+    batches.clear()
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 0)
+    monkeypatch.setattr(fast_fit, "_HOST_CHUNK_ROWS", 3 * BATCH)
+    host, host_model = run()
+    assert len(host_gather) == 5 * 2  # 5 epochs of 4 steps, 2 steps per execution
+    assert batches == in_graph_batches
+    assert_same_fit(host, in_graph, host_model, in_graph_model, rtol=1e-6)
+
+
+def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_fast,
+                                                           host_gather):
+    x, y, _ = data
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    keras.utils.set_random_seed(9)
+    uninterrupted = new_model()
+    fit_fast(uninterrupted, x, y, batch_size=BATCH, epochs=4, verbose=0)
+    keras.utils.set_random_seed(9)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit_fast(new_model(), x, y, batch_size=BATCH, epochs=4, verbose=0,
+                 callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path)), Interrupt()])
+    keras.utils.set_random_seed(9)
+    resumed = new_model()
+    del host_gather[:]
+    history = fit_fast(resumed, x, y, batch_size=BATCH, epochs=4, verbose=0,
+                       callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))])
+    assert len(history.history["loss"]) == 2
+    assert {key for key, _, _ in host_gather} == {2, 3}  # gathered from epoch 2 on
+    np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
+                               rtol=1e-6)
