@@ -395,6 +395,89 @@ def epoch_permutation(n, seed, epoch):
     return _permutation_function(side, n)(tf.range(n, dtype=dtype), tables).numpy()
 
 
+class _Spec:
+    """The shape and dtype of a batch of `array`, all `symbolic_build` reads of one."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, array):
+        self.shape = (1, *array.shape[1:])
+        self.dtype = _tensor_dtype(array) if isinstance(array, np.ndarray) else array.dtype
+
+
+def _tensor_dtype(array):
+    """The dtype an array trains as: `floatx` for floats (as Keras' array adapter)."""
+    return np.dtype(keras.config.floatx() if array.dtype.kind == "f" else array.dtype)
+
+
+class _PipelinedCopy:
+    """The one copy of large arrays (`_to_tensor`'s), made chunk by chunk in a thread.
+
+    The tensors (`tensors`) are adopted from their 64-byte aligned buffers at once;
+    `ready(first, count)` yields `(first batch, batches)` runs of batches as soon as
+    their rows are copied, so the first epoch trains on the copied chunks while the
+    thread copies the next (on the other core) and `fit`'s setup is no longer a full
+    copy before the first step. No step reads rows that are not copied yet.
+    """
+
+    def __init__(self, arrays, batch_size):
+        import concurrent.futures
+
+        self.n = n = int(arrays[0].shape[0])
+        self.batch_size = batch_size
+        self.batches_per_chunk = max(1, _HOST_CHUNK_ROWS // 2 // batch_size)
+        self.buffers = []
+        tensors = []
+        for array in arrays:
+            if array is None or not isinstance(array, np.ndarray):
+                self.buffers.append(None)
+                tensors.append(_to_tensor(array))  # None, or a tensor already
+                continue
+            dtype = _tensor_dtype(array)
+            if _adoptable(array, dtype):
+                self.buffers.append(None)
+                tensors.append(_to_tensor(array))
+                continue
+            buffer = _aligned_empty(array.shape, dtype)
+            self.buffers.append((array, buffer))
+            tensors.append(tf.experimental.dlpack.from_dlpack(buffer.__dlpack__()))
+        self.tensors = tuple(tensors)
+        num_batches = -(-n // batch_size)
+        self.chunks = [
+            (b, min(self.batches_per_chunk, num_batches - b))
+            for b in range(0, num_batches, self.batches_per_chunk)
+        ]
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, "keras_linreg-copy")
+        self.copied = [self.executor.submit(self._copy, *chunk) for chunk in self.chunks]
+        self.done = False
+
+    def _copy(self, first, batches):
+        start = first * self.batch_size
+        stop = min((first + batches) * self.batch_size, self.n)
+        for pair in self.buffers:
+            if pair is not None:
+                np.copyto(pair[1][start:stop], pair[0][start:stop], casting="unsafe")
+
+    def ready(self, first, count):
+        """Runs of batches covering `first .. first + count - 1`, each once copied."""
+        if self.done:
+            yield first, count
+            return
+        stop = first + count
+        for (start, batches), copied in zip(self.chunks, self.copied, strict=True):
+            low, high = max(start, first), min(start + batches, stop)
+            if low < high:
+                copied.result()
+                yield low, high - low
+        if all(copied.done() for copied in self.copied):
+            self.done = True
+
+    def close(self):
+        for copied in self.copied:
+            copied.cancel()
+        self.executor.shutdown(wait=True)
+
+
 # ------------------------------------------------------------------ host gather
 # Shuffled epochs of data this large gather their rows on the host: `numpy.take` is 2-3x
 # faster than TensorFlow's gather here (issue 17), and runs in a thread, one chunk
@@ -557,9 +640,21 @@ class _FastFit:
         # Placed once; everything below slices these. Shuffled epochs of large data
         # gather their batches on the host instead, from the arrays as they are.
         self.host = None
+        self.pipeline = None
         if self.shuffle and _host_gather_applies(train):
             self.host = tuple(_host_source(a) for a in train)
             self.train = None
+        elif (
+            not self.shuffle
+            and not self.steps_per_epoch
+            and _host_gather_applies(train)
+            and any(isinstance(a, np.ndarray) and not _adoptable(a, _tensor_dtype(a))
+                    for a in train)
+        ):
+            # Large arrays that need their one copy: copied chunk by chunk in a thread
+            # while the first epoch trains on the chunks already copied.
+            self.pipeline = _PipelinedCopy(train, self.batch_size)
+            self.train = self.pipeline.tensors
         else:
             self.train = tuple(_to_tensor(a) for a in train)
         if self.val_arrays is not None:
@@ -569,13 +664,15 @@ class _FastFit:
     def _functions(self):
         return self.model._fast_fit_functions.functions(self.model)
 
-    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset):
+    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset,
+                   multi=None):
         """Runs `count` steps from batch `first`; `reset`: reset the metrics first.
 
         Resetting in-graph, in the same call as the epoch's first steps, saves the
         per-epoch eager `model.reset_metrics()` (one small op per metric variable).
+        `multi` (default `count > 1`): trace the loop (which also runs one step).
         """
-        multi = count > 1
+        multi = count > 1 if multi is None else multi
         first = tf.constant(first, tf.int32)
         count = tf.constant(count, tf.int32)
         signature = tuple(None if t is None else (t.dtype, tuple(t.shape[1:])) for t in tensors)
@@ -670,6 +767,21 @@ class _FastFit:
             )
         return logs
 
+    def _pipelined_steps(self, seed, first, count, reset):
+        """Batches `first .. first + count - 1` while the arrays are still being copied:
+        one call per copied chunk, on the whole (partly filled) tensors, so the traced
+        function is the one of every later epoch. Metrics are reset eagerly (one trace
+        for all calls; per epoch a few small ops, nothing next to data this large)."""
+        if reset:
+            self.model.reset_metrics()
+        logs = None
+        for start, batches in self.pipeline.ready(first, count):
+            logs = self._run_steps(
+                "train_step", self.train, self.n, self.batch_size, False, seed, start,
+                batches, reset=False, multi=True,
+            )
+        return logs
+
     # -- fit
     def run(self):
         model = self.model
@@ -702,17 +814,19 @@ class _FastFit:
         # Create every variable (weights, compiled metrics, optimizer) before tracing,
         # as Keras does under a strategy; a `tf.function` that creates variables on its
         # first call is traced twice.
-        if self.host is not None:
-            first_rows = tuple(tf.constant(a[:1]) for a in self.host if a is not None)
-        else:
-            first_rows = tuple(t[:1] for t in self.train if t is not None)
-        _keras_internals.symbolic_build(model, data_batch=first_rows)
+        # Only the shapes and dtypes of a batch are read.
+        arrays = self.host if self.host is not None else self.train
+        _keras_internals.symbolic_build(
+            model, data_batch=tuple(_Spec(a) for a in arrays if a is not None)
+        )
         self.gather = None
         try:
             return self._loop(callbacks, epochs, execution, seed)
         finally:
             if self.gather is not None:
                 self.gather.close()
+            if self.pipeline is not None:
+                self.pipeline.close()
 
     def _loop(self, callbacks, epochs, execution, seed):
         model = self.model
@@ -737,6 +851,8 @@ class _FastFit:
                 callbacks.on_train_batch_begin(done)
                 if self.gather is not None:
                     logs = self._host_steps(epoch, first + done, chunk, reset=done == 0)
+                elif self.pipeline is not None:
+                    logs = self._pipelined_steps(epoch_seed, first + done, chunk, done == 0)
                 else:
                     logs = self._run_steps(
                         "train_step",

@@ -831,3 +831,43 @@ def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_f
     assert {key for key, _, _ in host_gather} == {2, 3}  # gathered from epoch 2 on
     np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
                                rtol=1e-6)
+
+
+def test_arrays_copied_while_the_first_epoch_trains_give_the_stock_fit(data, fit_fast,
+                                                                       monkeypatch):
+    """Unshuffled large arrays are copied chunk by chunk in a thread while the first
+    epoch trains on the chunks copied: the same fit as Keras' own loop, with batch
+    hooks, validation, sample weights and float64 features (cast in the copy)."""
+    from keras_linreg import fast_fit
+
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 0)
+    monkeypatch.setattr(fast_fit, "_HOST_CHUNK_ROWS", 4 * BATCH)  # chunks of 2 batches
+    copied = []
+    copy = fast_fit._PipelinedCopy._copy
+
+    def recording_copy(self, first, batches):
+        copied.append((first, batches))
+        return copy(self, first, batches)
+
+    monkeypatch.setattr(fast_fit._PipelinedCopy, "_copy", recording_copy)
+    x, y, w = data
+    batch_ends = {}
+
+    class Batches(keras.callbacks.Callback):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def on_train_batch_end(self, batch, logs=None):
+            batch_ends.setdefault(self.name, []).append((batch, logs["loss"]))
+
+    kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=3, shuffle=False,
+                  validation_split=0.2, verbose=0)
+    fast_model, stock_model = new_model(), new_model()
+    fast = fit_fast(fast_model, x.astype("float64"), y, callbacks=[Batches("fast")], **kwargs)
+    assert sorted(copied) == [(0, 2), (2, 2), (4, 2), (6, 1)]  # 800 training rows, once
+    stock = keras.Model.fit(stock_model, x, y, callbacks=[Batches("stock")], **kwargs)
+    assert_same_fit(fast, stock, fast_model, stock_model)
+    assert [b for b, _ in batch_ends["fast"]] == [b for b, _ in batch_ends["stock"]]
+    np.testing.assert_allclose([v for _, v in batch_ends["fast"]],
+                               [v for _, v in batch_ends["stock"]], rtol=1e-5)
