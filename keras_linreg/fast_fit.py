@@ -410,74 +410,6 @@ def _tensor_dtype(array):
     return np.dtype(keras.config.floatx() if array.dtype.kind == "f" else array.dtype)
 
 
-class _PipelinedCopy:
-    """The one copy of large arrays (`_to_tensor`'s), made chunk by chunk in a thread.
-
-    The tensors (`tensors`) are adopted from their 64-byte aligned buffers at once;
-    `ready(first, count)` yields `(first batch, batches)` runs of batches as soon as
-    their rows are copied, so the first epoch trains on the copied chunks while the
-    thread copies the next (on the other core) and `fit`'s setup is no longer a full
-    copy before the first step. No step reads rows that are not copied yet.
-    """
-
-    def __init__(self, arrays, batch_size):
-        import concurrent.futures
-
-        self.n = n = int(arrays[0].shape[0])
-        self.batch_size = batch_size
-        self.batches_per_chunk = max(1, _HOST_CHUNK_ROWS // 2 // batch_size)
-        self.buffers = []
-        tensors = []
-        for array in arrays:
-            if array is None or not isinstance(array, np.ndarray):
-                self.buffers.append(None)
-                tensors.append(_to_tensor(array))  # None, or a tensor already
-                continue
-            dtype = _tensor_dtype(array)
-            if _adoptable(array, dtype):
-                self.buffers.append(None)
-                tensors.append(_to_tensor(array))
-                continue
-            buffer = _aligned_empty(array.shape, dtype)
-            self.buffers.append((array, buffer))
-            tensors.append(tf.experimental.dlpack.from_dlpack(buffer.__dlpack__()))
-        self.tensors = tuple(tensors)
-        num_batches = -(-n // batch_size)
-        self.chunks = [
-            (b, min(self.batches_per_chunk, num_batches - b))
-            for b in range(0, num_batches, self.batches_per_chunk)
-        ]
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, "keras_linreg-copy")
-        self.copied = [self.executor.submit(self._copy, *chunk) for chunk in self.chunks]
-        self.done = False
-
-    def _copy(self, first, batches):
-        start = first * self.batch_size
-        stop = min((first + batches) * self.batch_size, self.n)
-        for pair in self.buffers:
-            if pair is not None:
-                np.copyto(pair[1][start:stop], pair[0][start:stop], casting="unsafe")
-
-    def ready(self, first, count):
-        """Runs of batches covering `first .. first + count - 1`, each once copied."""
-        if self.done:
-            yield first, count
-            return
-        stop = first + count
-        for (start, batches), copied in zip(self.chunks, self.copied, strict=True):
-            low, high = max(start, first), min(start + batches, stop)
-            if low < high:
-                copied.result()
-                yield low, high - low
-        if all(copied.done() for copied in self.copied):
-            self.done = True
-
-    def close(self):
-        for copied in self.copied:
-            copied.cancel()
-        self.executor.shutdown(wait=True)
-
-
 # ------------------------------------------------------------------ host gather
 # Shuffled epochs of data this large gather their rows on the host: `numpy.take` is 2-3x
 # faster than TensorFlow's gather here (issue 17), and runs in a thread, one chunk
@@ -485,6 +417,7 @@ class _PipelinedCopy:
 # the data fits in the caches and the in-graph gather is as fast without the thread.
 _HOST_GATHER_BYTES = 8 << 20
 _HOST_CHUNK_ROWS = 1 << 18  # rows per gathered chunk (a whole number of batches)
+_HOST_GATHER_THREADS = 2  # each gathers part of a chunk (the step waits on the gather)
 
 
 def _host_gather_applies(train):
@@ -553,48 +486,64 @@ class _HostGather:
         ]
         self.requests = iter(requests)
         self.slot = 0
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, "keras_linreg-gather")
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            _HOST_GATHER_THREADS, "keras_linreg-gather"
+        )
         self.pending = None
         self._prefetch()
 
     def _prefetch(self):
         request = next(self.requests, None)
-        if request is None:
-            self.pending = None
-            return
-        self.pending = (request, self.executor.submit(self._gather, request, self.slot))
+        self.pending = None if request is None else (request, self._gather(request, self.slot))
 
-    def _gather(self, request, slot):
-        key, first, count = request
-        start = first * self.batch_size
-        stop = min((first + count) * self.batch_size, self.n)
+    def _tables(self, key):
         if key not in self.tables:
             self.tables = {key: _round_tables(
                 tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
             )}
+        return self.tables[key]
+
+    def _gather(self, request, slot):
+        """Starts gathering chunk `request` into buffer `slot`, in `_HOST_GATHER_THREADS`
+        parts; returns `(futures, arrays, rows)`."""
+        key, first, count = request
+        start = first * self.batch_size
+        stop = min((first + count) * self.batch_size, self.n)
+        tables = self._tables(key)
+        bounds = np.linspace(start, stop, _HOST_GATHER_THREADS + 1).astype(int)
+        futures = [
+            self.executor.submit(self._gather_rows, tables, low, high, low - start, slot)
+            for low, high in zip(bounds[:-1], bounds[1:], strict=True)
+            if low < high
+        ]
+        arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
+        return futures, arrays, stop - start
+
+    def _gather_rows(self, tables, start, stop, offset, slot):
+        """Rows at positions `start .. stop - 1` of the permutation, into buffer `slot`
+        from row `offset` on."""
         rows = _permutation_function(self.side, self.n)(
-            tf.range(start, stop, dtype=self.index_dtype), self.tables[key]
+            tf.range(start, stop, dtype=self.index_dtype), tables
         ).numpy().astype(np.intp)  # NumPy's own index type: `take` casts others first
-        out = []
         for array, buffer in zip(self.arrays, self.buffers[slot], strict=True):
-            if array is None:
-                out.append(None)
-                continue
-            # mode="clip": the indices are valid; "raise" would buffer `out` again.
-            np.take(_rows_view(array), rows, out=_rows_view(buffer)[: stop - start], mode="clip")
-            out.append(buffer[: stop - start])
-        return out, stop - start
+            if array is not None:
+                # mode="clip": the indices are valid; "raise" would buffer `out` again.
+                out = _rows_view(buffer)[offset : offset + stop - start]
+                np.take(_rows_view(array), rows, out=out, mode="clip")
 
     def get(self, request):
         """`(tensors, rows)` of chunk `request`; the buffer stays valid until the next
         `get` (the previous chunk's buffer is refilled meanwhile)."""
         slot = self.slot
-        if self.pending is not None and self.pending[0] == request:
-            arrays, rows = self.pending[1].result()
-        else:  # not the chunk expected: wait for the thread, then gather it here
+        if self.pending is None or self.pending[0] != request:
+            # Not the chunk expected: let the threads finish, then gather it now.
             if self.pending is not None:
-                self.pending[1].result()
-            arrays, rows = self._gather(request, slot)
+                for future in self.pending[1][0]:
+                    future.result()
+            self.pending = (request, self._gather(request, slot))
+        futures, arrays, rows = self.pending[1]
+        for future in futures:
+            future.result()  # (raises what the thread raised)
         self.slot = 1 - slot
         self._prefetch()
         tensors = tuple(
@@ -606,7 +555,8 @@ class _HostGather:
     def close(self):
         self.requests = iter(())
         if self.pending is not None:
-            self.pending[1].cancel()
+            for future in self.pending[1][0]:
+                future.cancel()
         self.executor.shutdown(wait=True)
 
 
@@ -640,21 +590,9 @@ class _FastFit:
         # Placed once; everything below slices these. Shuffled epochs of large data
         # gather their batches on the host instead, from the arrays as they are.
         self.host = None
-        self.pipeline = None
         if self.shuffle and _host_gather_applies(train):
             self.host = tuple(_host_source(a) for a in train)
             self.train = None
-        elif (
-            not self.shuffle
-            and not self.steps_per_epoch
-            and _host_gather_applies(train)
-            and any(isinstance(a, np.ndarray) and not _adoptable(a, _tensor_dtype(a))
-                    for a in train)
-        ):
-            # Large arrays that need their one copy: copied chunk by chunk in a thread
-            # while the first epoch trains on the chunks already copied.
-            self.pipeline = _PipelinedCopy(train, self.batch_size)
-            self.train = self.pipeline.tensors
         else:
             self.train = tuple(_to_tensor(a) for a in train)
         if self.val_arrays is not None:
@@ -664,15 +602,13 @@ class _FastFit:
     def _functions(self):
         return self.model._fast_fit_functions.functions(self.model)
 
-    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset,
-                   multi=None):
+    def _run_steps(self, step, tensors, n, batch_size, shuffle, seed, first, count, reset):
         """Runs `count` steps from batch `first`; `reset`: reset the metrics first.
 
         Resetting in-graph, in the same call as the epoch's first steps, saves the
         per-epoch eager `model.reset_metrics()` (one small op per metric variable).
-        `multi` (default `count > 1`): trace the loop (which also runs one step).
         """
-        multi = count > 1 if multi is None else multi
+        multi = count > 1
         first = tf.constant(first, tf.int32)
         count = tf.constant(count, tf.int32)
         signature = tuple(None if t is None else (t.dtype, tuple(t.shape[1:])) for t in tensors)
@@ -767,21 +703,6 @@ class _FastFit:
             )
         return logs
 
-    def _pipelined_steps(self, seed, first, count, reset):
-        """Batches `first .. first + count - 1` while the arrays are still being copied:
-        one call per copied chunk, on the whole (partly filled) tensors, so the traced
-        function is the one of every later epoch. Metrics are reset eagerly (one trace
-        for all calls; per epoch a few small ops, nothing next to data this large)."""
-        if reset:
-            self.model.reset_metrics()
-        logs = None
-        for start, batches in self.pipeline.ready(first, count):
-            logs = self._run_steps(
-                "train_step", self.train, self.n, self.batch_size, False, seed, start,
-                batches, reset=False, multi=True,
-            )
-        return logs
-
     # -- fit
     def run(self):
         model = self.model
@@ -825,8 +746,6 @@ class _FastFit:
         finally:
             if self.gather is not None:
                 self.gather.close()
-            if self.pipeline is not None:
-                self.pipeline.close()
 
     def _loop(self, callbacks, epochs, execution, seed):
         model = self.model
@@ -851,8 +770,6 @@ class _FastFit:
                 callbacks.on_train_batch_begin(done)
                 if self.gather is not None:
                     logs = self._host_steps(epoch, first + done, chunk, reset=done == 0)
-                elif self.pipeline is not None:
-                    logs = self._pipelined_steps(epoch_seed, first + done, chunk, done == 0)
                 else:
                     logs = self._run_steps(
                         "train_step",
