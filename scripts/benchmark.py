@@ -227,16 +227,28 @@ def fit_calls(sizes, repeats, epochs=3):
     interleaved runs of the floor epoch, the copy, the whole call on a fresh compiled
     model (construction and `compile()` not timed; traces of an earlier model of the
     same configuration are reused, as in any process that fits more than one model),
-    its epochs (a callback timer, in separate runs) and the rest, the setup per call.
+    its epochs and the rest of the call, the setup (a callback timer, in separate runs).
     """
     import keras
 
     import keras_linreg
 
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
     rows = []
     for n in sizes:
         x, y = make_data(n)
         floor = Floor(x, y, False)
+        floors, copies, measured = [], [], []
         for shuffle in (False, True):
 
             def call(callbacks=None, x=x, y=y, shuffle=shuffle):
@@ -247,19 +259,8 @@ def fit_calls(sizes, repeats, epochs=3):
                           callbacks=callbacks)
                 return time.perf_counter() - start
 
-            class EpochTimer(keras.callbacks.Callback):
-                def __init__(self):
-                    super().__init__()
-                    self.seconds = []
-
-                def on_epoch_begin(self, epoch, logs=None):
-                    self._start = time.perf_counter()
-
-                def on_epoch_end(self, epoch, logs=None):
-                    self.seconds.append(time.perf_counter() - self._start)
-
             call()  # the first model of this configuration traces
-            floors, copies, calls, per_epoch = [], [], [], []
+            calls, per_epoch, setups = [], [], []
             for _ in range(repeats):
                 floors.append(floor.seconds())
                 start = time.perf_counter()
@@ -268,27 +269,33 @@ def fit_calls(sizes, repeats, epochs=3):
                 del copy
                 calls.append(call())
                 timer = EpochTimer()
-                call([timer])
+                seconds = call([timer])
                 per_epoch.append(statistics.median(timer.seconds))
+                setups.append(seconds - sum(timer.seconds))
+            measured.append((shuffle, calls, per_epoch, setups))
+        # One reference per N (the same arrays, the unshuffled floor, as in issue 17),
+        # from the runs interleaved with both rows'.
+        floor_epoch, copy_seconds = statistics.median(floors), statistics.median(copies)
+        for shuffle, calls, per_epoch, setups in measured:
             row = {
                 "n": n,
                 "shuffle": shuffle,
                 "epochs": epochs,
-                "floor_seconds_per_epoch": statistics.median(floors),
-                "copy_seconds": statistics.median(copies),
+                "floor_seconds_per_epoch": floor_epoch,
+                "copy_seconds": copy_seconds,
                 "fit_seconds": statistics.median(calls),
                 "fit_seconds_per_epoch": statistics.median(per_epoch),
+                "setup_seconds": statistics.median(setups),
                 "runs": repeats,
             }
-            row["reference_seconds"] = epochs * row["floor_seconds_per_epoch"] + row["copy_seconds"]
-            row["setup_seconds"] = row["fit_seconds"] - epochs * row["fit_seconds_per_epoch"]
+            row["reference_seconds"] = epochs * floor_epoch + copy_seconds
             row["ratio"] = row["reference_seconds"] / row["fit_seconds"]
             rows.append(row)
             print(
                 f"  N={n:>9,d} shuffle={shuffle!s:5s} fit {row['fit_seconds']:.4f} s "
                 f"(epoch {row['fit_seconds_per_epoch']:.4f} s, setup {row['setup_seconds']:.4f} s)"
-                f" vs {epochs} x floor epoch {row['floor_seconds_per_epoch']:.4f} s + copy "
-                f"{row['copy_seconds']:.4f} s = {row['reference_seconds']:.4f} s: "
+                f" vs {epochs} x floor epoch {floor_epoch:.4f} s + copy "
+                f"{copy_seconds:.4f} s = {row['reference_seconds']:.4f} s: "
                 f"ratio {row['ratio']:.2f}"
             )
         del x, y, floor
