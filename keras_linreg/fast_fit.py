@@ -2,14 +2,17 @@
 
 Keras 3 feeds NumPy arrays through a `tf.data` pipeline rebuilt every epoch, which for a
 model this small is nearly all of the time. Here the arrays become tensors once per `fit`
-and each epoch is one `tf.function` call slicing (or, shuffled, gathering by a seeded
-Feistel permutation) the batches for the model's own `train_step`, with `keras.Model.fit`'s
-semantics. Design notes: docs/design/fast-fit.md.
+(adopted without a copy when already aligned float32) and each epoch is one `tf.function`
+call slicing (or, shuffled, gathering by a seeded Feistel permutation; on the host, in
+threads, for large data) the batches for the model's own `train_step`, with
+`keras.Model.fit`'s semantics. Traces are shared by models of one configuration.
+Design notes: docs/design/fast-fit.md.
 """
 
 from __future__ import annotations
 
 import collections
+import inspect
 import json
 import math
 import re
@@ -193,7 +196,11 @@ class _SharedTraces:
 
 
 _SHARED_TRACES = _SharedTraces()
-_SHAREABLE_METHODS = ("train_step", "test_step", "call", "reset_metrics", "__call__")
+# Functions Keras itself sets on a model instance (its traced-function slots and build
+# wrappers); any other function on the instance may replace a method the graph calls.
+_KERAS_INSTANCE_FUNCTIONS = frozenset(
+    {"build", "quantize", "train_function", "test_function", "predict_function"}
+)
 
 
 def _state_variables(model):
@@ -225,7 +232,10 @@ def _configuration_key(model):
     """What a model's traced graphs depend on besides its variables, or None when that
     cannot be known from its configuration (then it traces its own functions)."""
     if type(model).__module__ != "keras_linreg.model" or any(
-        name in vars(model) for name in _SHAREABLE_METHODS
+        callable(value) and not isinstance(value, (tf.Module, keras.Operation))
+        and name not in _KERAS_INSTANCE_FUNCTIONS
+        and (inspect.isfunction(value) or inspect.ismethod(value))
+        for name, value in vars(model).items()
     ):
         return None
     try:

@@ -664,6 +664,9 @@ def test_models_whose_configuration_does_not_fix_the_graph_trace_their_own(data,
     recording = _RecordingModel(n_features=2, name="recording_key")
     recording.compile()
     assert _configuration_key(recording) is None  # a subclass: any train_step
+    patched = new_model()
+    patched.train_step = lambda data: keras_linreg.LinearRegression.train_step(patched, data)
+    assert _configuration_key(patched) is None  # a method replaced on the instance
     other_rate = keras_linreg.LinearRegression(n_features=D, learning_rate=LR / 2)
     other_rate.compile(metrics=[keras.metrics.RootMeanSquaredError()])
     assert _configuration_key(other_rate) != _configuration_key(plain)
