@@ -772,6 +772,11 @@ def test_host_gathered_epochs_follow_the_seeded_permutation(data, fit_fast, host
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
     np.testing.assert_allclose(model.get_parameters()[0], slope, rtol=1e-4)
     np.testing.assert_allclose(model.get_parameters()[1], intercept, rtol=1e-4)
+    # The gather reads float32 arrays where they are (no copy); others are cast once.
+    from keras_linreg.fast_fit import _host_source
+
+    assert _host_source(x) is x
+    assert _host_source(x.astype("float64")).dtype == np.float32
 
 
 def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_fast,
