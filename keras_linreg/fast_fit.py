@@ -111,20 +111,23 @@ def fit(
 class FunctionCache:
     """One model's traced fast-path functions, valid until the model is compiled again.
 
-    `compile()` resets `model.train_function`; the functions traced before it go too.
-    Each entry is a `_Bound`: a traced function and the model's own variables to run it
-    on (its own trace, or one shared with another model of the same configuration).
+    `compile()` creates the optimizer state and the compiled metrics anew; the
+    functions traced for the previous ones go. Each entry is a `_Bound`: a traced
+    function and the model's own variables to run it on (its own trace, or one shared
+    with another model of the same configuration).
     """
 
     def __init__(self):
-        self._train_function = None
+        self._compiled = None
         self._functions = {}
 
     def functions(self, model):
-        if model.train_function is None or model.train_function is not self._train_function:
-            model.make_train_function()
-            model.make_test_function()
-            self._train_function = model.train_function
+        # The objects themselves (not ids, which may be reused): what the traces used.
+        compiled = (model.optimizer, *model.metrics)
+        if self._compiled is None or len(compiled) != len(self._compiled) or any(
+            a is not b for a, b in zip(compiled, self._compiled, strict=True)
+        ):
+            self._compiled = compiled
             self._functions = {}
         return self._functions
 
