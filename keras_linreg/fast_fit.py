@@ -2,14 +2,20 @@
 
 Keras 3 feeds NumPy arrays through a `tf.data` pipeline rebuilt every epoch, which for a
 model this small is nearly all of the time. Here the arrays become tensors once per `fit`
-and each epoch is one `tf.function` call slicing (or, shuffled, gathering by a seeded
-Feistel permutation) the batches for the model's own `train_step`, with `keras.Model.fit`'s
-semantics. Design notes: docs/design/fast-fit.md.
+(adopted without a copy when already aligned float32) and each epoch is one `tf.function`
+call slicing (or, shuffled, gathering by a seeded Feistel permutation; on the host, in
+threads, for large data) the batches for the model's own `train_step`, with
+`keras.Model.fit`'s semantics. Traces are shared by models of one configuration.
+Design notes: docs/design/fast-fit.md.
 """
 
 from __future__ import annotations
 
+import collections
+import inspect
+import json
 import math
+import re
 import warnings
 
 import keras
@@ -105,20 +111,152 @@ def fit(
 class FunctionCache:
     """One model's traced fast-path functions, valid until the model is compiled again.
 
-    `compile()` resets `model.train_function`; the functions traced before it go too.
+    `compile()` creates the optimizer state and the compiled metrics anew; the
+    functions traced for the previous ones go. Each entry is a `_Bound`: a traced
+    function and the model's own variables to run it on (its own trace, or one shared
+    with another model of the same configuration).
     """
 
     def __init__(self):
-        self._train_function = None
+        self._compiled = None
         self._functions = {}
 
     def functions(self, model):
-        if model.train_function is None or model.train_function is not self._train_function:
-            model.make_train_function()
-            model.make_test_function()
-            self._train_function = model.train_function
+        # The objects themselves (not ids, which may be reused): what the traces used.
+        compiled = (model.optimizer, *model.metrics)
+        if self._compiled is None or len(compiled) != len(self._compiled) or any(
+            a is not b for a, b in zip(compiled, self._compiled, strict=True)
+        ):
+            self._compiled = compiled
             self._functions = {}
         return self._functions
+
+
+class _Bound:
+    """A concrete function and the resource handles to run it on (its captured inputs).
+
+    A traced step reads and assigns the model's variables through resource handles that
+    the graph takes as extra ("captured") inputs, so the same graph runs on another
+    model's variables when it is given their handles in the same order. Calling the
+    flat function directly also skips `tf.function`'s per-call signature matching
+    (about a millisecond, which matters at one call per epoch).
+
+    Private TensorFlow API: `ConcreteFunction._call_flat(inputs, captured_inputs)`, the
+    call `ConcreteFunction.__call__` itself ends in (TensorFlow 2.21).
+    """
+
+    __slots__ = ("captures", "concrete")
+
+    def __init__(self, concrete, captures):
+        self.concrete = concrete
+        self.captures = captures
+
+    def __call__(self, tensors, seed, first, count):
+        inputs = [t for t in tensors if t is not None] + [seed, first, count]
+        return self.concrete._call_flat(inputs, captured_inputs=self.captures)
+
+
+class _SharedTraces:
+    """Traced epoch functions shared by every model of one configuration (an LRU cache).
+
+    Tracing the epoch function of a new model (and TensorFlow optimising the graph at
+    its first call) takes about 0.1 s, longer than 100 epochs of the tutorial's data. A
+    graph depends on the model only through its configuration (Python values baked in
+    as constants: the class, `get_config()`, `get_compile_config()`, `jit_compile`,
+    the variables' shapes and dtypes) and its variables, which it takes as inputs. So a
+    trace is kept here under its configuration with, for each captured input, the
+    position of the variable in `_state_variables(model)`; another model of the same
+    configuration runs it on its own variables at those positions.
+
+    Only models whose configuration says everything about their graph share: the
+    class is `keras_linreg`'s own (a subclass may override `train_step` with anything),
+    no method is replaced on the instance, and every object in the configuration is a
+    Keras or keras_linreg one (a custom metric, regularizer or schedule could hold
+    Python state its config does not show). Any other model traces its own functions.
+    A trace whose captures are not all the model's variables is not shared either.
+    """
+
+    size = 16
+
+    def __init__(self):
+        self._entries = collections.OrderedDict()
+        self.hits = 0  # for tests: how often a trace was reused by another model
+
+    def get(self, key):
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return entry
+
+    def put(self, key, concrete, positions):
+        self._entries[key] = (concrete, positions)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self):
+        self._entries.clear()
+
+
+_SHARED_TRACES = _SharedTraces()
+# Functions Keras itself sets on a model instance (its traced-function slots and build
+# wrappers); any other function on the instance may replace a method the graph calls.
+_KERAS_INSTANCE_FUNCTIONS = frozenset(
+    {"build", "quantize", "train_function", "test_function", "predict_function"}
+)
+
+
+def _state_variables(model):
+    """Every variable a traced step may read or assign, in an order fixed by the
+    configuration: weights, metrics, optimizer, divergence guard. Deduplicated."""
+    guard = model._divergence_guard
+    groups = [model.variables, [v for m in model.metrics for v in m.variables]]
+    if model.optimizer is not None:
+        groups.append(model.optimizer.variables)
+    if guard._backups is not None:
+        groups.append([guard._backups[path] for path in sorted(guard._backups)])
+        groups.append([guard._state])
+    seen, out = set(), []
+    for group in groups:
+        for variable in group:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                out.append(variable)
+    return out
+
+
+def _handle(variable):
+    """The resource handle a trace captures for a Keras (or TensorFlow) variable."""
+    value = getattr(variable, "value", variable)
+    return getattr(value, "handle", None)
+
+
+def _configuration_key(model):
+    """What a model's traced graphs depend on besides its variables, or None when that
+    cannot be known from its configuration (then it traces its own functions)."""
+    if type(model).__module__ != "keras_linreg.model" or any(
+        callable(value) and not isinstance(value, (tf.Module, keras.Operation))
+        and name not in _KERAS_INSTANCE_FUNCTIONS
+        and (inspect.isfunction(value) or inspect.ismethod(value))
+        for name, value in vars(model).items()
+    ):
+        return None
+    try:
+        # Names are made unique per instance (`linear_regression_2`) and only name scopes.
+        config = dict(model.get_config(), name=None)
+        compile_config = dict(model.get_compile_config() or {})
+        optimizer = compile_config.get("optimizer")
+        if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
+            optimizer = dict(optimizer, config=dict(optimizer["config"], name=None))
+            compile_config["optimizer"] = optimizer
+        config = json.dumps([config, compile_config], sort_keys=True, default=repr)
+    except Exception:  # an unserialisable configuration: not shared
+        return None
+    modules = re.findall(r'"module": "([^"]*)"', config)
+    if any(not (m == "keras" or m.startswith(("keras.", "keras_linreg"))) for m in modules):
+        return None
+    variables = tuple((tuple(v.shape), str(v.dtype)) for v in _state_variables(model))
+    return (type(model), config, variables)
 
 
 # ------------------------------------------------------------------------ inputs
@@ -135,23 +273,45 @@ def _in_memory(arrays):
     return converted
 
 
-def _to_tensor(array):
-    """One copy into a tensor; floats become `floatx`, like Keras' array adapter.
+_ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels require of a buffer (Eigen)
 
-    `tf.convert_to_tensor` of a NumPy array holds *two* copies of it here (measured:
-    +2x the array's bytes of resident memory, TensorFlow 2.21), and Keras' path more.
-    Instead the array is copied (and cast, in the same pass) once into a 64-byte aligned
-    NumPy buffer, which TensorFlow adopts without a copy through DLPack.
+
+def _adoptable(array, dtype):
+    """Whether TensorFlow can use `array`'s own memory as a tensor of `dtype`."""
+    return (
+        array.dtype == dtype
+        and array.size > 0
+        and array.flags.c_contiguous
+        and array.flags.writeable  # DLPack cannot mark a buffer read-only
+        and array.ctypes.data % _ALIGNMENT == 0
+    )
+
+
+def _to_tensor(array):
+    """`array` as a tensor, floats as `floatx` like Keras' array adapter: adopted
+    without a copy when its memory is already usable, else copied once.
+
+    A C-contiguous array already of the tensor's dtype whose buffer is 64-byte aligned
+    is adopted through DLPack, without a copy (the tensor shares the array's memory;
+    `fit` never writes to it). Any other array is copied (and cast, in the same pass)
+    once into a 64-byte aligned NumPy buffer and adopted the same way: TensorFlow's
+    kernels need the alignment (an unaligned DLPack buffer aborts the process at the
+    first kernel), and `tf.convert_to_tensor` of a NumPy array copies even an aligned
+    one and holds *two* copies here (measured: +2x the array's bytes of resident
+    memory, TensorFlow 2.21). NumPy's own large arrays come from `malloc`, 16 bytes
+    past a page boundary, so they are copied.
     """
     if array is None:
         return None
     floatx = keras.config.floatx()
     if isinstance(array, np.ndarray):
-        dtype = floatx if array.dtype.kind == "f" else array.dtype
+        dtype = np.dtype(floatx if array.dtype.kind == "f" else array.dtype)
         try:
-            raw = np.empty(array.size * np.dtype(dtype).itemsize + 64, np.uint8)
-            offset = (-raw.ctypes.data) % 64
-            aligned = raw[offset : offset + array.size * np.dtype(dtype).itemsize]
+            if _adoptable(array, dtype):
+                return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+            raw = np.empty(array.size * dtype.itemsize + _ALIGNMENT, np.uint8)
+            offset = (-raw.ctypes.data) % _ALIGNMENT
+            aligned = raw[offset : offset + array.size * dtype.itemsize]
             aligned = aligned.view(dtype).reshape(array.shape)
             np.copyto(aligned, array, casting="unsafe")
             return tf.experimental.dlpack.from_dlpack(aligned.__dlpack__())
@@ -216,8 +376,24 @@ def permuted_rows(positions, tables, side, n):
 
 
 # XLA fuses the ~20 integer ops per row into one loop: 3-6x faster than running them as
-# separate TensorFlow ops (integers, so no rounding differs). Compiled once per shape.
-_permuted_rows_compiled = tf.function(permuted_rows, jit_compile=True, reduce_retracing=True)
+# separate TensorFlow ops (integers, so no rounding differs). With `side` and `n` compile-
+# time constants it divides by multiplying (4-5x faster again, 0.013 s for 4e6 rows);
+# one function per `(side, n)`, compiled once per shape of `positions`.
+_PERMUTATION_FUNCTIONS = {}
+
+
+def _permutation_function(side, n):
+    """`positions, tables -> permuted_rows(positions, tables, side, n)`, XLA-compiled."""
+    key = (side, n)
+    if key not in _PERMUTATION_FUNCTIONS:
+        if len(_PERMUTATION_FUNCTIONS) >= 64:
+            _PERMUTATION_FUNCTIONS.clear()
+
+        def rows(positions, tables):
+            return permuted_rows(positions, tables, side, n)
+
+        _PERMUTATION_FUNCTIONS[key] = tf.function(rows, jit_compile=True, reduce_retracing=True)
+    return _PERMUTATION_FUNCTIONS[key]
 
 
 def epoch_permutation(n, seed, epoch):
@@ -229,9 +405,172 @@ def epoch_permutation(n, seed, epoch):
     side = _feistel_side(n)
     dtype = tf.int32 if side * side < 2**31 else tf.int64
     tables = _round_tables(tf.constant([seed, epoch], tf.int64), side, dtype)
-    return _permuted_rows_compiled(
-        tf.range(n, dtype=dtype), tables, tf.constant(side, dtype), tf.constant(n, dtype)
-    ).numpy()
+    return _permutation_function(side, n)(tf.range(n, dtype=dtype), tables).numpy()
+
+
+class _Spec:
+    """The shape and dtype of a batch of `array`, all `symbolic_build` reads of one."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, array):
+        self.shape = (1, *array.shape[1:])
+        self.dtype = _tensor_dtype(array) if isinstance(array, np.ndarray) else array.dtype
+
+
+def _tensor_dtype(array):
+    """The dtype an array trains as: `floatx` for floats (as Keras' array adapter)."""
+    return np.dtype(keras.config.floatx() if array.dtype.kind == "f" else array.dtype)
+
+
+# ------------------------------------------------------------------ host gather
+# Shuffled epochs of data this large gather their rows on the host: `numpy.take` is 2-3x
+# faster than TensorFlow's gather here (issue 17), and runs in a thread, one chunk
+# ahead, while the graph trains on the previous chunk (on the other core). Below it,
+# the data fits in the caches and the in-graph gather is as fast without the thread.
+_HOST_GATHER_BYTES = 8 << 20
+_HOST_CHUNK_ROWS = 1 << 18  # rows per gathered chunk (a whole number of batches)
+_HOST_GATHER_THREADS = 2  # each gathers part of a chunk (the step waits on the gather)
+
+
+def _host_gather_applies(train):
+    return all(a is None or isinstance(a, (np.ndarray, tf.Tensor)) for a in train) and (
+        sum(0 if a is None else a.shape.num_elements() if isinstance(a, tf.Tensor)
+            else a.size for a in train) * 4 >= _HOST_GATHER_BYTES
+    )
+
+
+def _host_source(array):
+    """`array` as the NumPy array the host gather reads: itself when it already has
+    the training dtype (`floatx` for floats, as `_to_tensor`), else converted once."""
+    if array is None:
+        return None
+    if isinstance(array, tf.Tensor):
+        array = array.numpy()
+    dtype = np.dtype(keras.config.floatx() if array.dtype.kind == "f" else array.dtype)
+    return array if array.dtype == dtype else array.astype(dtype)
+
+
+def _aligned_empty(shape, dtype):
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    raw = np.empty(size + _ALIGNMENT, np.uint8)
+    offset = (-raw.ctypes.data) % _ALIGNMENT
+    return raw[offset : offset + size].view(dtype).reshape(shape)
+
+
+def _rows_view(array):
+    """A C-contiguous array as a 1-D array of its rows (opaque `void` items): `take`
+    then copies each row as one block (about 1.3x faster than row by row of floats)."""
+    if array.ndim > 1 and array.flags.c_contiguous:
+        return array.view(np.dtype((np.void, array.strides[0]))).reshape(array.shape[0])
+    return array
+
+
+class _HostGather:
+    """Gathers the rows of shuffled batches on the host, one chunk ahead, in a thread.
+
+    Chunk `(key, first, count)` holds batches `first .. first + count - 1` of the epoch
+    whose permutation is keyed by `key`: rows `epoch_permutation(n, seed, key)[first *
+    batch_size : ...]` of each array, the order the in-graph gather uses (the same
+    Feistel permutation, evaluated by the same compiled function for those positions),
+    so training is the same whichever gathers. The rows go into one of two reused
+    64-byte aligned buffers, which TensorFlow adopts without a copy; the thread fills
+    one while the graph reads the other. `requests` is the order `fit` will ask for
+    chunks in; a request out of that order is gathered on the spot.
+    """
+
+    def __init__(self, arrays, n, batch_size, seed, requests):
+        import concurrent.futures
+
+        self.arrays = arrays
+        self.n = n
+        self.batch_size = batch_size
+        self.seed = seed
+        self.side = _feistel_side(n)
+        self.index_dtype = tf.int32 if self.side * self.side < 2**31 else tf.int64
+        self.tables = {}
+        rows = max(1, _HOST_CHUNK_ROWS // batch_size) * batch_size
+        rows = min(rows, n)
+        self.buffers = [
+            [None if a is None else _aligned_empty((rows, *a.shape[1:]), a.dtype)
+             for a in arrays]
+            for _ in range(2)
+        ]
+        self.requests = iter(requests)
+        self.slot = 0
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            _HOST_GATHER_THREADS, "keras_linreg-gather"
+        )
+        self.pending = None
+        self._prefetch()
+
+    def _prefetch(self):
+        request = next(self.requests, None)
+        self.pending = None if request is None else (request, self._gather(request, self.slot))
+
+    def _tables(self, key):
+        if key not in self.tables:
+            self.tables = {key: _round_tables(
+                tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
+            )}
+        return self.tables[key]
+
+    def _gather(self, request, slot):
+        """Starts gathering chunk `request` into buffer `slot`, in `_HOST_GATHER_THREADS`
+        parts; returns `(futures, arrays, rows)`."""
+        key, first, count = request
+        start = first * self.batch_size
+        stop = min((first + count) * self.batch_size, self.n)
+        tables = self._tables(key)
+        bounds = np.linspace(start, stop, _HOST_GATHER_THREADS + 1).astype(int)
+        futures = [
+            self.executor.submit(self._gather_rows, tables, low, high, low - start, slot)
+            for low, high in zip(bounds[:-1], bounds[1:], strict=True)
+            if low < high
+        ]
+        arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
+        return futures, arrays, stop - start
+
+    def _gather_rows(self, tables, start, stop, offset, slot):
+        """Rows at positions `start .. stop - 1` of the permutation, into buffer `slot`
+        from row `offset` on."""
+        rows = _permutation_function(self.side, self.n)(
+            tf.range(start, stop, dtype=self.index_dtype), tables
+        ).numpy().astype(np.intp)  # NumPy's own index type: `take` casts others first
+        for array, buffer in zip(self.arrays, self.buffers[slot], strict=True):
+            if array is not None:
+                # mode="clip": the indices are valid; "raise" would buffer `out` again.
+                out = _rows_view(buffer)[offset : offset + stop - start]
+                np.take(_rows_view(array), rows, out=out, mode="clip")
+
+    def get(self, request):
+        """`(tensors, rows)` of chunk `request`; the buffer stays valid until the next
+        `get` (the previous chunk's buffer is refilled meanwhile)."""
+        slot = self.slot
+        if self.pending is None or self.pending[0] != request:
+            # Not the chunk expected: let the threads finish, then gather it now.
+            if self.pending is not None:
+                for future in self.pending[1][0]:
+                    future.result()
+            self.pending = (request, self._gather(request, slot))
+        futures, arrays, rows = self.pending[1]
+        for future in futures:
+            future.result()  # (raises what the thread raised)
+        self.slot = 1 - slot
+        self._prefetch()
+        tensors = tuple(
+            None if a is None else tf.experimental.dlpack.from_dlpack(a.__dlpack__())
+            for a in arrays
+        )
+        return tensors, rows
+
+    def close(self):
+        self.requests = iter(())
+        if self.pending is not None:
+            for future in self.pending[1][0]:
+                future.cancel()
+        self.executor.shutdown(wait=True)
 
 
 # --------------------------------------------------------------------- the loop
@@ -261,8 +600,14 @@ class _FastFit:
         self.num_batches = -(-self.n // self.batch_size)
         self.steps_per_epoch = arguments["steps_per_epoch"]
         self.shuffle = bool(arguments["shuffle"]) and self.num_batches > 1
-        # Placed once; everything below slices these.
-        self.train = tuple(_to_tensor(a) for a in train)
+        # Placed once; everything below slices these. Shuffled epochs of large data
+        # gather their batches on the host instead, from the arrays as they are.
+        self.host = None
+        if self.shuffle and _host_gather_applies(train):
+            self.host = tuple(_host_source(a) for a in train)
+            self.train = None
+        else:
+            self.train = tuple(_to_tensor(a) for a in train)
         if self.val_arrays is not None:
             self.val = tuple(_to_tensor(a) for a in self.val_arrays)
 
@@ -284,23 +629,44 @@ class _FastFit:
         key = (step, n, batch_size, shuffle, multi, reset, jit_compile, signature)
         cache = self._functions()
         if key not in cache:
-            step_function = getattr(self.model, step)
-            if jit_compile:
-                # As Keras compiles each step with XLA (`compile(jit_compile=True)`, or
-                # "auto" on an accelerator); the loop around it stays a TF while loop.
-                step_function = tf.function(step_function, jit_compile=True, reduce_retracing=True)
-            function = _make_steps_function(
-                step_function,
-                self.model.reset_metrics if reset else None,
-                n,
-                batch_size,
-                shuffle,
-                multi,
-            )
-            # Calling the concrete function skips `tf.function`'s per-call signature
-            # matching (about a millisecond, which matters at one call per epoch).
-            cache[key] = function.get_concrete_function(tensors, seed, first, count)
+            cache[key] = self._bind(key, step, tensors, seed, first, count)
         return cache[key](tensors, seed, first, count)
+
+    def _bind(self, key, step, tensors, seed, first, count):
+        """The model's `_Bound` function for `key`: a shared trace run on the model's
+        own variables when one of the same configuration exists, else a new trace."""
+        model = self.model
+        _, n, batch_size, shuffle, multi, reset, jit_compile, _ = key
+        configuration = _configuration_key(model)
+        variables = _state_variables(model) if configuration is not None else None
+        if configuration is not None:
+            shared = _SHARED_TRACES.get((configuration, key))
+            if shared is not None:
+                concrete, positions = shared
+                return _Bound(concrete, [_handle(variables[i]) for i in positions])
+        step_function = getattr(model, step)
+        if jit_compile:
+            # As Keras compiles each step with XLA (`compile(jit_compile=True)`, or
+            # "auto" on an accelerator); the loop around it stays a TF while loop.
+            step_function = tf.function(step_function, jit_compile=True, reduce_retracing=True)
+        function = _make_steps_function(
+            step_function,
+            model.reset_metrics if reset else None,
+            n,
+            batch_size,
+            shuffle,
+            multi,
+        )
+        concrete = function.get_concrete_function(tensors, seed, first, count)
+        captures = concrete.captured_inputs
+        if configuration is not None:
+            # The variables may be created by the trace (e.g. the guard's): list again.
+            variables = _state_variables(model)
+            position = {id(_handle(v)): i for i, v in enumerate(variables)}
+            positions = [position.get(id(c)) for c in captures]
+            if None not in positions and _configuration_key(model) == configuration:
+                _SHARED_TRACES.put((configuration, key), concrete, positions)
+        return _Bound(concrete, captures)
 
     # -- schedule
     def _epoch_schedule(self, epoch):
@@ -317,6 +683,38 @@ class _FastFit:
         per_pass = -(-self.num_batches // k)
         first = (epoch % per_pass) * k
         return first, min(k, self.num_batches - first), epoch - epoch % per_pass
+
+    # -- shuffled epochs gathered on the host
+    def _host_requests(self, initial_epoch, epochs, execution):
+        """The sequence of `(epoch key, first batch, batches)` chunks `fit` will ask the
+        host gather for, in order (the same split as `_host_steps` makes), so the
+        gather can prepare the next one while the current one trains."""
+        for epoch in range(initial_epoch, epochs):
+            first, count, key = self._epoch_schedule(epoch)
+            done = 0
+            while done < count:
+                chunk = min(execution, count - done)
+                yield from self._host_chunks(key, first + done, chunk)
+                done += chunk
+
+    def _host_chunks(self, key, first, count):
+        per_chunk = max(1, _HOST_CHUNK_ROWS // self.batch_size)
+        for start in range(first, first + count, per_chunk):
+            yield key, start, min(per_chunk, first + count - start)
+
+    def _host_steps(self, epoch, first, count, reset):
+        """Runs batches `first .. first + count - 1` of epoch `epoch`'s order, gathered
+        on the host chunk by chunk, each chunk one call of the unshuffled steps."""
+        key = self._epoch_schedule(epoch)[2]
+        no_seed = tf.constant([0, 0], tf.int64)
+        logs = None
+        for request in self._host_chunks(key, first, count):
+            tensors, rows = self.gather.get(request)
+            logs = self._run_steps(
+                "train_step", tensors, rows, self.batch_size, False, no_seed, 0,
+                request[2], reset=reset and logs is None,
+            )
+        return logs
 
     # -- fit
     def run(self):
@@ -350,13 +748,30 @@ class _FastFit:
         # Create every variable (weights, compiled metrics, optimizer) before tracing,
         # as Keras does under a strategy; a `tf.function` that creates variables on its
         # first call is traced twice.
+        # Only the shapes and dtypes of a batch are read.
+        arrays = self.host if self.host is not None else self.train
         _keras_internals.symbolic_build(
-            model, data_batch=tuple(t[:1] for t in self.train if t is not None)
+            model, data_batch=tuple(_Spec(a) for a in arrays if a is not None)
         )
+        self.gather = None
+        try:
+            return self._loop(callbacks, epochs, execution, seed)
+        finally:
+            if self.gather is not None:
+                self.gather.close()
+
+    def _loop(self, callbacks, epochs, execution, seed):
+        model = self.model
+        arguments = self.arguments
         callbacks.on_train_begin()
         training_logs = None
         logs = {}
         initial_epoch = _keras_internals.initial_epoch(model, arguments["initial_epoch"])
+        if self.host is not None:
+            self.gather = _HostGather(
+                self.host, self.n, self.batch_size, seed,
+                self._host_requests(initial_epoch, epochs, execution),
+            )
         for epoch in range(initial_epoch, epochs):
             # `model.reset_metrics()` runs in-graph at the start of the epoch's first call.
             callbacks.on_epoch_begin(epoch)
@@ -366,17 +781,20 @@ class _FastFit:
             while done < count:
                 chunk = min(execution, count - done)
                 callbacks.on_train_batch_begin(done)
-                logs = self._run_steps(
-                    "train_step",
-                    self.train,
-                    self.n,
-                    self.batch_size,
-                    self.shuffle,
-                    epoch_seed,
-                    first + done,
-                    chunk,
-                    reset=done == 0,
-                )
+                if self.gather is not None:
+                    logs = self._host_steps(epoch, first + done, chunk, reset=done == 0)
+                else:
+                    logs = self._run_steps(
+                        "train_step",
+                        self.train,
+                        self.n,
+                        self.batch_size,
+                        self.shuffle,
+                        epoch_seed,
+                        first + done,
+                        chunk,
+                        reset=done == 0,
+                    )
                 logs = _keras_internals.pythonify_logs(logs)
                 callbacks.on_train_batch_end(done + chunk - 1, logs)
                 done += chunk
@@ -460,29 +878,34 @@ def _make_steps_function(step, reset_metrics, n, batch_size, shuffle, multi):
     side = _feistel_side(n)
     index_dtype = tf.int32 if side * side < 2**31 else tf.int64
 
-    def batch(tensors, tables, b):
+    def batch(tensors, index, first, b):
         start = b * batch_size
         stop = tf.minimum(start + batch_size, n)
-        if tables is None:
+        if index is None:
             rows = [t[start:stop] for t in tensors if t is not None]
         else:
-            positions = tf.range(tf.cast(start, index_dtype), tf.cast(stop, index_dtype))
-            index = _permuted_rows_compiled(
-                positions, tables, tf.constant(side, index_dtype), tf.constant(n, index_dtype)
-            )
-            rows = [tf.gather(t, index) for t in tensors if t is not None]
+            offset = (first - b) * -batch_size
+            rows_of_batch = index[offset : offset + stop - start]
+            rows = [tf.gather(t, rows_of_batch) for t in tensors if t is not None]
         return tuple(rows)
 
     def steps(tensors, seed, first, count):
         if reset_metrics is not None:
             reset_metrics()
-        tables = _round_tables(seed, side, index_dtype) if shuffle else None
-        logs = step(batch(tensors, tables, first))
+        index = None
+        if shuffle:
+            # The rows of all `count` batches at once: one launch of the compiled
+            # permutation per call, not one per batch (~1 ms each on small data).
+            tables = _round_tables(seed, side, index_dtype)
+            start = tf.cast(first * batch_size, index_dtype)
+            stop = tf.minimum(tf.cast((first + count) * batch_size, index_dtype), n)
+            index = _permutation_function(side, n)(tf.range(start, stop), tables)
+        logs = step(batch(tensors, index, first, first))
         if multi:
             # The first step is peeled off the loop: its logs give the loop's structure.
             _, logs = tf.while_loop(
                 lambda b, _: b < first + count,
-                lambda b, logs: (b + 1, step(batch(tensors, tables, b))),
+                lambda b, logs: (b + 1, step(batch(tensors, index, first, b))),
                 (first + 1, logs),
             )
         return logs

@@ -51,6 +51,7 @@ import numpy as np  # noqa: E402
 
 D = 16
 BATCH = 65536
+SECTIONS = ("throughput", "fit_calls", "tutorial", "memory")
 LEARNING_RATE = 1e-3
 
 
@@ -91,47 +92,60 @@ def epoch_seconds(fit, repeats):
     return statistics.median(timer.seconds[1:])
 
 
-def floor_seconds(x, y, shuffle, repeats):
+class Floor:
     """The in-graph floor: batches sliced from tensors, the same SGD update, nothing else.
 
     With `shuffle=True` the rows of each batch are gathered through a fresh permutation
     (`tf.random.shuffle` of the row indices, outside the timing), so this is the cost of
     the gather itself.
     """
-    import tensorflow as tf
 
-    xt, yt = tf.constant(x), tf.constant(y)
-    n = x.shape[0]
-    slope = tf.Variable(tf.zeros([D]))
-    intercept = tf.Variable(0.0)
+    def __init__(self, x, y, shuffle):
+        import tensorflow as tf
 
-    @tf.function
-    def epoch(index):
-        steps = (n + BATCH - 1) // BATCH
-        loss = tf.constant(0.0)
-        for i in tf.range(steps):
-            start = i * BATCH
-            stop = tf.minimum(start + BATCH, n)
-            if shuffle:
-                rows = index[start:stop]
-                xb, yb = tf.gather(xt, rows), tf.gather(yt, rows)
-            else:
-                xb, yb = xt[start:stop], yt[start:stop]
-            with tf.GradientTape() as tape:
-                residual = tf.linalg.matvec(xb, slope) + intercept - yb
-                loss = tf.reduce_mean(tf.square(residual))
-            g_slope, g_intercept = tape.gradient(loss, [slope, intercept])
-            slope.assign_sub(LEARNING_RATE * g_slope)
-            intercept.assign_sub(LEARNING_RATE * g_intercept)
-        return loss
+        self.tf = tf
+        self.shuffle = shuffle
+        self.n = n = x.shape[0]
+        xt, yt = tf.constant(x), tf.constant(y)
+        slope = tf.Variable(tf.zeros([D]))
+        intercept = tf.Variable(0.0)
 
-    seconds = []
-    for _ in range(repeats + 1):
-        index = tf.random.shuffle(tf.range(n)) if shuffle else tf.range(n)
+        @tf.function
+        def epoch(index):
+            steps = (n + BATCH - 1) // BATCH
+            loss = tf.constant(0.0)
+            for i in tf.range(steps):
+                start = i * BATCH
+                stop = tf.minimum(start + BATCH, n)
+                if shuffle:
+                    rows = index[start:stop]
+                    xb, yb = tf.gather(xt, rows), tf.gather(yt, rows)
+                else:
+                    xb, yb = xt[start:stop], yt[start:stop]
+                with tf.GradientTape() as tape:
+                    residual = tf.linalg.matvec(xb, slope) + intercept - yb
+                    loss = tf.reduce_mean(tf.square(residual))
+                g_slope, g_intercept = tape.gradient(loss, [slope, intercept])
+                slope.assign_sub(LEARNING_RATE * g_slope)
+                intercept.assign_sub(LEARNING_RATE * g_intercept)
+            return loss
+
+        self.function = epoch
+        self.seconds()  # traced and warmed up
+
+    def seconds(self):
+        """Seconds of one epoch."""
+        tf = self.tf
+        index = tf.random.shuffle(tf.range(self.n)) if self.shuffle else tf.range(self.n)
         start = time.perf_counter()
-        epoch(index).numpy()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds[1:])
+        self.function(index).numpy()
+        return time.perf_counter() - start
+
+
+def floor_seconds(x, y, shuffle, repeats):
+    """Median seconds per epoch of the floor (`Floor`), after a warm-up epoch."""
+    floor = Floor(x, y, shuffle)
+    return statistics.median(floor.seconds() for _ in range(repeats))
 
 
 def sklearn_seconds(x, y, shuffle):
@@ -202,6 +216,89 @@ def throughput(sizes, repeats):
                 )
             print_rows([r for r in rows if r["n"] == n and r["shuffle"] == shuffle])
         del x, y
+    return rows
+
+
+# -------------------------------------------------------------------- fit calls
+def fit_calls(sizes, repeats, epochs=3):
+    """A user's call, `model.fit(x, y, epochs=3)` on NumPy arrays, against its honest
+    reference: 3 floor epochs plus one copy of the arrays (`x.copy(), y.copy()`, the
+    cheapest conversion there is). Per N and `shuffle`: the medians over `repeats`
+    interleaved runs of the floor epoch, the copy, the whole call on a fresh compiled
+    model (construction and `compile()` not timed; traces of an earlier model of the
+    same configuration are reused, as in any process that fits more than one model),
+    its epochs and the rest of the call, the setup (a callback timer, in separate runs).
+    """
+    import keras
+
+    import keras_linreg
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    rows = []
+    for n in sizes:
+        x, y = make_data(n)
+        floor = Floor(x, y, False)
+        floors, copies, measured = [], [], []
+        for shuffle in (False, True):
+
+            def call(callbacks=None, x=x, y=y, shuffle=shuffle):
+                model = keras_linreg.LinearRegression(n_features=D, learning_rate=LEARNING_RATE)
+                model.compile()
+                start = time.perf_counter()
+                model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=shuffle, verbose=0,
+                          callbacks=callbacks)
+                return time.perf_counter() - start
+
+            call()  # the first model of this configuration traces
+            calls, per_epoch, setups = [], [], []
+            for _ in range(repeats):
+                floors.append(floor.seconds())
+                start = time.perf_counter()
+                copy = (x.copy(), y.copy())
+                copies.append(time.perf_counter() - start)
+                del copy
+                calls.append(call())
+                timer = EpochTimer()
+                seconds = call([timer])
+                per_epoch.append(statistics.median(timer.seconds))
+                setups.append(seconds - sum(timer.seconds))
+            measured.append((shuffle, calls, per_epoch, setups))
+        # One reference per N (the same arrays, the unshuffled floor, as in issue 17),
+        # from the runs interleaved with both rows'.
+        floor_epoch, copy_seconds = statistics.median(floors), statistics.median(copies)
+        for shuffle, calls, per_epoch, setups in measured:
+            row = {
+                "n": n,
+                "shuffle": shuffle,
+                "epochs": epochs,
+                "floor_seconds_per_epoch": floor_epoch,
+                "copy_seconds": copy_seconds,
+                "fit_seconds": statistics.median(calls),
+                "fit_seconds_per_epoch": statistics.median(per_epoch),
+                "setup_seconds": statistics.median(setups),
+                "runs": repeats,
+            }
+            row["reference_seconds"] = epochs * floor_epoch + copy_seconds
+            row["ratio"] = row["reference_seconds"] / row["fit_seconds"]
+            rows.append(row)
+            print(
+                f"  N={n:>9,d} shuffle={shuffle!s:5s} fit {row['fit_seconds']:.4f} s "
+                f"(epoch {row['fit_seconds_per_epoch']:.4f} s, setup {row['setup_seconds']:.4f} s)"
+                f" vs {epochs} x floor epoch {floor_epoch:.4f} s + copy "
+                f"{copy_seconds:.4f} s = {row['reference_seconds']:.4f} s: "
+                f"ratio {row['ratio']:.2f}"
+            )
+        del x, y, floor
     return rows
 
 
@@ -363,10 +460,18 @@ def main(argv=None):
     parser.add_argument("--memory-n", type=float, default=4e6)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="what to measure; the other sections of an existing --output are kept",
+    )
+    parser.add_argument(
         "--output",
         default=os.path.join(os.path.dirname(__file__), "..", "docs", "benchmark.json"),
     )
     args = parser.parse_args(argv)
+    sections = [s for s in args.sections if not (s == "memory" and args.no_memory)]
     try:
         import sklearn  # noqa: F401
     except ImportError:
@@ -375,24 +480,35 @@ def main(argv=None):
             'install it with: .venv/bin/python -m pip install -e ".[bench]"',
             file=sys.stderr,
         )
-    report = {"machine": machine(), "d": D, "batch_size": BATCH}
+    output = os.path.abspath(args.output)
+    report = {}
+    if set(sections) != set(SECTIONS) and os.path.exists(output):
+        with open(output) as f:
+            report = json.load(f)
+    report.update({"machine": machine(), "d": D, "batch_size": BATCH})
+    report["sections_last_run"] = sections
     print("machine:", json.dumps(report["machine"]))
     start = time.perf_counter()
-    print("throughput (median s/epoch; fraction_of_floor = floor s/epoch / s/epoch):")
-    report["throughput"] = throughput([int(s) for s in args.sizes], args.repeats)
-    print("tutorial workload (fresh model, compile + fit 100 epochs of 100 rows):")
-    report["tutorial"] = tutorial(max(args.repeats, 3))
-    t = report["tutorial"]
-    print(
-        f"  eager loop {t['eager_loop']:.3f} s, keras_linreg fit {t['keras_linreg']:.3f} s "
-        f"({t['keras_linreg_over_eager']:.2f} x eager), stock fit {t['stock']:.3f} s "
-        f"({t['stock_over_eager']:.2f} x eager)"
-    )
-    if not args.no_memory:
+    sizes = [int(s) for s in args.sizes]
+    if "throughput" in sections:
+        print("throughput (median s/epoch; fraction_of_floor = floor s/epoch / s/epoch):")
+        report["throughput"] = throughput(sizes, args.repeats)
+    if "fit_calls" in sections:
+        print("fit(x, y, epochs=3) calls against 3 floor epochs + one copy (medians):")
+        report["fit_calls"] = fit_calls(sizes, args.repeats)
+    if "tutorial" in sections:
+        print("tutorial workload (fresh model, compile + fit 100 epochs of 100 rows):")
+        report["tutorial"] = tutorial(max(args.repeats, 3))
+        t = report["tutorial"]
+        print(
+            f"  eager loop {t['eager_loop']:.3f} s, keras_linreg fit {t['keras_linreg']:.3f} s "
+            f"({t['keras_linreg_over_eager']:.2f} x eager), stock fit {t['stock']:.3f} s "
+            f"({t['stock_over_eager']:.2f} x eager)"
+        )
+    if "memory" in sections:
         print(f"peak memory added by fit (N={int(args.memory_n):,d}, child processes):")
         report["memory"] = memory(int(args.memory_n))
     report["seconds_total"] = time.perf_counter() - start
-    output = os.path.abspath(args.output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w") as f:
         json.dump(report, f, indent=2)

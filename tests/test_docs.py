@@ -72,12 +72,32 @@ def test_every_placeholder_of_the_performance_page_renders():
     hooks = _hooks()
     page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     names = re.findall(r"<!--\s*benchmark:\s*([a-z_]+)\s*-->", page)
-    assert set(names) >= {"summary", "throughput", "tutorial", "memory", "targets", "machine"}
+    assert set(names) >= {
+        "summary", "throughput", "fit_calls", "tutorial", "memory", "targets", "machine"
+    }
     config = {"docs_dir": str(ROOT / "docs"), "config_file_path": str(ROOT / "mkdocs.yml")}
     rendered = hooks.on_page_markdown(page, None, config, None)
     assert "<!-- benchmark" not in rendered
     tutorial = _report()["tutorial"]
     assert f"{tutorial['keras_linreg_over_eager']:.2f}×" in rendered
+
+
+def test_fit_calls_table_has_every_measured_call():
+    report = _report()
+    table = _hooks().render(report, "fit_calls").splitlines()
+    assert len(table) == 2 + len(report["fit_calls"])
+    for row in report["fit_calls"]:
+        cells = [
+            line for line in table[2:]
+            if line.startswith(f"| {row['n']:,d} | {row['shuffle']} |")
+        ]
+        assert len(cells) == 1
+        assert cells[0].endswith(f"| {row['ratio']:.2f} |")
+        assert f"| {row['fit_seconds']:.4f} s |" in cells[0]
+        assert row["ratio"] == pytest.approx(
+            (row["epochs"] * row["floor_seconds_per_epoch"] + row["copy_seconds"])
+            / row["fit_seconds"]
+        )
 
 
 def test_an_unknown_placeholder_is_an_error():

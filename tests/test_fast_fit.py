@@ -587,3 +587,256 @@ def test_without_an_intercept_the_fast_path_equals_stock_keras_and_a_hand_loop(d
     with_intercept = new_model()
     fit_fast(with_intercept, x, y, **kwargs)
     assert np.max(np.abs(with_intercept.get_parameters()[0] - slope)) > 1e-3
+
+
+# ------------------------------------------------- shared traces, arrays adopted as they are
+def test_a_model_of_the_same_configuration_runs_the_shared_trace_on_its_own_variables(
+    data, fit_fast
+):
+    """The second model reuses the first one's traced epoch function (a cache hit), trains
+    its own weights from its own starting point exactly as Keras' fit does, and leaves
+    the first model's weights alone."""
+    from keras_linreg.fast_fit import _SHARED_TRACES
+
+    x, y, w = data
+    kwargs = dict(sample_weight=w, batch_size=BATCH, epochs=2, verbose=0)
+    _SHARED_TRACES.clear()
+    keras.utils.set_random_seed(2)
+    first = new_model()
+    fit_fast(first, x, y, **kwargs)
+    first_weights = [v.copy() for v in first.get_weights()]
+    hits = _SHARED_TRACES.hits
+
+    start = [np.array([0.5, -0.5, 1.0], "float32"), np.array(0.25, "float32")]
+    second, stock = new_model(), new_model()
+    second.set_weights(start)
+    stock.set_weights(start)
+    keras.utils.set_random_seed(3)
+    fast = fit_fast(second, x, y, **kwargs)
+    assert _SHARED_TRACES.hits > hits  # the first model's trace ran
+    keras.utils.set_random_seed(3)
+    seed = int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+    losses, slope, intercept = hand_loop(
+        x, y, w, [epoch_permutation(N, seed, e) for e in range(2)],
+        slope=start[0].astype("float64"), intercept=float(start[1]),
+    )
+    np.testing.assert_allclose(fast.history["loss"], losses, rtol=1e-4)
+    np.testing.assert_allclose(second.get_parameters()[0], slope, rtol=1e-4)
+    np.testing.assert_allclose(second.get_parameters()[1], intercept, rtol=1e-4)
+    for before, after in zip(first_weights, first.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+    # Unshuffled, against Keras' own loop from the same start.
+    fit_fast(first, x, y, **dict(kwargs, shuffle=False))  # traces the unshuffled epoch
+    second.set_weights(start)
+    hits = _SHARED_TRACES.hits
+    fast = fit_fast(second, x, y, **dict(kwargs, shuffle=False))
+    unshuffled = keras.Model.fit(stock, x, y, **dict(kwargs, shuffle=False))
+    assert _SHARED_TRACES.hits > hits
+    assert_same_fit(fast, unshuffled, second, stock)
+
+
+class _OffsetMetric(keras.metrics.Metric):
+    """A metric whose Python state (`offset`) is not in its config."""
+
+    def __init__(self, name="offset_mae", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.offset = 0.0
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(tf.reduce_sum(tf.abs(y_true - y_pred)) + self.offset)
+
+    def result(self):
+        return self.total
+
+
+def test_models_whose_configuration_does_not_fix_the_graph_trace_their_own(data, fit_fast):
+    from keras_linreg.fast_fit import _configuration_key
+
+    x, y, _ = data
+    plain, same, custom = new_model(), new_model(), new_model()
+    assert _configuration_key(plain) is not None
+    assert _configuration_key(plain) == _configuration_key(same)
+    metric_a = _OffsetMetric()
+    custom.compile(metrics=[metric_a])
+    assert _configuration_key(custom) is None  # a metric from outside Keras
+    recording = _RecordingModel(n_features=2, name="recording_key")
+    recording.compile()
+    assert _configuration_key(recording) is None  # a subclass: any train_step
+    patched = new_model()
+    patched.train_step = lambda data: keras_linreg.LinearRegression.train_step(patched, data)
+    assert _configuration_key(patched) is None  # a method replaced on the instance
+    other_rate = keras_linreg.LinearRegression(n_features=D, learning_rate=LR / 2)
+    other_rate.compile(metrics=[keras.metrics.RootMeanSquaredError()])
+    assert _configuration_key(other_rate) != _configuration_key(plain)
+
+    # Two custom-metric models with different Python state each see their own: one
+    # full batch from zero weights, so the metric is sum|y| + offset.
+    custom_b = new_model()
+    metric_b = _OffsetMetric()
+    metric_b.offset = 1000.0
+    custom_b.compile(metrics=[metric_b])
+    kwargs = dict(batch_size=N, epochs=1, shuffle=False, verbose=0)
+    history_a = fit_fast(custom, x, y, **kwargs)
+    history_b = fit_fast(custom_b, x, y, **kwargs)
+    total = float(np.abs(y.astype("float64")).sum())
+    assert history_a.history["offset_mae"][0] == pytest.approx(total, rel=1e-5)
+    assert history_b.history["offset_mae"][0] == pytest.approx(total + 1000.0, rel=1e-5)
+
+
+def _aligned(array):
+    """A copy of `array` in a 64-byte aligned buffer."""
+    raw = np.empty(array.nbytes + 64, np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    out = raw[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
+class _TensorBuffer:
+    """A CPU tensor seen through DLPack, so NumPy can tell where its memory is."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __dlpack__(self, **kwargs):
+        return tf.experimental.dlpack.to_dlpack(self.tensor)
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU
+
+
+def test_aligned_float32_arrays_are_adopted_without_a_copy(data, fit_fast):
+    from keras_linreg.fast_fit import _to_tensor
+
+    x, y, _ = data
+    aligned_x, aligned_y = _aligned(x), _aligned(y)
+    for array in (aligned_x, aligned_y):
+        tensor = _to_tensor(array)
+        assert np.shares_memory(np.from_dlpack(_TensorBuffer(tensor)), array)
+    misaligned = np.empty(x.size + 1, "float32")
+    misaligned = misaligned[1:] if misaligned.ctypes.data % 64 == 0 else misaligned[:-1]
+    misaligned = misaligned.reshape(x.shape)
+    misaligned[...] = x
+    for array in (misaligned, x.astype("float64"), np.asfortranarray(aligned_x)):
+        tensor = _to_tensor(array)
+        seen = np.from_dlpack(_TensorBuffer(tensor))
+        assert not np.shares_memory(seen, array)
+        assert seen.ctypes.data % 64 == 0
+        np.testing.assert_array_equal(seen, x)  # float32 values; float64 cast exactly
+
+    kwargs = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    adopted, copied = new_model(), new_model()
+    fast = fit_fast(adopted, aligned_x, aligned_y, **kwargs)
+    stock = keras.Model.fit(copied, x, y, **kwargs)
+    assert_same_fit(fast, stock, adopted, copied)
+    np.testing.assert_array_equal(aligned_x, x)  # fit never writes to the data
+
+
+# ------------------------------------------------------- shuffled batches gathered on the host
+@pytest.fixture
+def host_gather(monkeypatch):
+    """Shuffled fits gather on the host whatever the size, in chunks of 2 batches of
+    `BATCH` (so epochs have several chunks and a short last one); returns the list of
+    chunks gathered, `(key, first batch, batches)`, recorded as they are gathered."""
+    from keras_linreg import fast_fit
+
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 0)
+    monkeypatch.setattr(fast_fit, "_HOST_CHUNK_ROWS", 2 * BATCH + 10)
+    gathered = []
+    gather = fast_fit._HostGather._gather
+
+    def recording_gather(self, request, slot):
+        gathered.append(request)
+        return gather(self, request, slot)
+
+    monkeypatch.setattr(fast_fit._HostGather, "_gather", recording_gather)
+    return gathered
+
+
+def test_host_gathered_epochs_follow_the_seeded_permutation(data, fit_fast, host_gather):
+    """The same rows in the same order as the in-graph gather: the hand loop over
+    `epoch_permutation(n, seed, epoch)`, with sample weights, float64 inputs cast to
+    float32 once, and every chunk gathered exactly once."""
+    x, y, w = data
+    keras.utils.set_random_seed(5)
+    seed = int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+    keras.utils.set_random_seed(5)
+    model = new_model()
+    history = fit_fast(model, x.astype("float64"), y, sample_weight=w, batch_size=BATCH,
+                       epochs=3, verbose=0)
+    assert sorted(host_gather) == [(e, b, min(2, 8 - b)) for e in range(3) for b in (0, 2, 4, 6)]
+    orders = [epoch_permutation(N, seed, epoch) for epoch in range(3)]
+    losses, slope, intercept = hand_loop(x, y, w, orders)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+    np.testing.assert_allclose(model.get_parameters()[0], slope, rtol=1e-4)
+    np.testing.assert_allclose(model.get_parameters()[1], intercept, rtol=1e-4)
+    # The gather reads float32 arrays where they are (no copy); others are cast once.
+    from keras_linreg.fast_fit import _host_source
+
+    assert _host_source(x) is x
+    assert _host_source(x.astype("float64")).dtype == np.float32
+
+
+def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_fast,
+                                                                     monkeypatch, host_gather):
+    """`steps_per_epoch` (passes spanning epochs), `steps_per_execution` with batch hooks
+    and validation: the host-gathered fit gives the in-graph one's logs and weights."""
+    from keras_linreg import fast_fit
+
+    x, y, w = data
+    batches = []
+
+    class Batches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+
+    def run():
+        keras.utils.set_random_seed(8)
+        model = keras_linreg.LinearRegression(n_features=D, learning_rate=LR)
+        model.compile(metrics=[keras.metrics.RootMeanSquaredError()], steps_per_execution=2)
+        history = fit_fast(model, x, y, sample_weight=w, batch_size=BATCH, epochs=5,
+                           steps_per_epoch=4, validation_data=(x[:200], y[:200]), verbose=0,
+                           callbacks=[Batches()])
+        return history, model
+
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)  # in-graph gather
+    in_graph, in_graph_model = run()
+    assert host_gather == []
+    in_graph_batches = list(batches)
+    batches.clear()
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 0)
+    monkeypatch.setattr(fast_fit, "_HOST_CHUNK_ROWS", 3 * BATCH)
+    host, host_model = run()
+    assert len(host_gather) == 5 * 2  # 5 epochs of 4 steps, 2 steps per execution
+    assert batches == in_graph_batches
+    assert_same_fit(host, in_graph, host_model, in_graph_model, rtol=1e-6)
+
+
+def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_fast,
+                                                           host_gather):
+    x, y, _ = data
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    keras.utils.set_random_seed(9)
+    uninterrupted = new_model()
+    fit_fast(uninterrupted, x, y, batch_size=BATCH, epochs=4, verbose=0)
+    keras.utils.set_random_seed(9)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit_fast(new_model(), x, y, batch_size=BATCH, epochs=4, verbose=0,
+                 callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path)), Interrupt()])
+    keras.utils.set_random_seed(9)
+    resumed = new_model()
+    del host_gather[:]
+    history = fit_fast(resumed, x, y, batch_size=BATCH, epochs=4, verbose=0,
+                       callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))])
+    assert len(history.history["loss"]) == 2
+    assert {key for key, _, _ in host_gather} == {2, 3}  # gathered from epoch 2 on
+    np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
+                               rtol=1e-6)
+
