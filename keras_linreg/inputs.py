@@ -572,6 +572,12 @@ def _check_finite(array, name, column_names, float32, advice):
     """Raises if `array` holds NaN/±inf, or (`float32`) float64 values beyond float32."""
     if array.dtype.kind != "f" or array.size == 0:
         return  # integers and booleans are always finite
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = array.sum() if array.dtype.itemsize <= 4 else None
+    if total is not None and np.isfinite(total):
+        # One pass instead of two: NaN and ±inf propagate into the sum, and float32
+        # values are within float32's range (an overflowing sum falls through).
+        return
     low, high = array.min(), array.max()  # NaN and ±inf propagate into these
     if np.isfinite(low) and np.isfinite(high):
         if float32 and array.dtype.itemsize > 4 and max(-low, high) > _FLOAT32_MAX:

@@ -541,3 +541,16 @@ def test_batches_are_checked_and_named():
         list(inputs.batches([(np.ones(2), np.array([1.0, np.nan]))]))
     with pytest.raises(ValueError, match="batch 0 of `x`.*negative"):
         list(inputs.batches([(np.ones(2), np.ones(2), np.array([1.0, -1.0]))]))
+
+
+def test_float32_values_whose_sum_overflows_are_still_finite():
+    """The one-pass check sums float32 data; a sum that overflows must not be read
+    as a non-finite value (it falls back to the exact min/max check)."""
+    x = np.full((4, 2), 3e38, dtype=np.float32)  # each finite, the sum is inf
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(x.sum())
+    checked, _, _ = inputs.check_arrays(x, np.zeros(4, dtype=np.float32))
+    assert checked is not None
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"row 2, column 1"):
+        inputs.check_arrays(x, np.zeros(4, dtype=np.float32))
