@@ -162,7 +162,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _write_parquet(path, rows):
+def _write_big_parquet(path, rows):
     """`rows` rows of y = x·[1, -2, 0.5, 3] + 1 + N(0, 0.1), float32, in row groups."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -183,7 +183,7 @@ def _child_peaks(tmp_path, sizes):
     """Writes a file per row count, then streams each in its own child, concurrently."""
     paths = [tmp_path / f"rows-{rows}.parquet" for rows in sizes]
     for path, rows in zip(paths, sizes, strict=True):
-        _write_parquet(path, rows)
+        _write_big_parquet(path, rows)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     children = [
         subprocess.Popen(
