@@ -33,3 +33,12 @@ def tutorial_data():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests (servers, worker processes, a wheel build) first.
+
+    Under pytest-xdist (`./scripts/test` runs 2 workers) the long tests then overlap
+    the many short ones instead of running alone at the end. Order is otherwise kept.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
