@@ -555,8 +555,12 @@ def max_stable_learning_rate(
 
     Args:
         x: Array of shape `(n,)` (one feature) or `(n, n_features)`, the
-            features the model is trained on.
-        sample_weight: Optional non-negative array of shape `(n,)`.
+            features the model is trained on; or a finite iterable of
+            `(x, y[, sample_weight])` batches (a `tf.data.Dataset`, a
+            `dataset_from_files` dataset, a generator), read once (see
+            `hessian_eigenvalues`).
+        sample_weight: Optional non-negative array of shape `(n,)` (omitted
+            with batches, which carry their weights).
         design: Optional function of a chunk of rows of `x` returning the
             prediction's Jacobian in the trainable weights, for a model that
             transforms its features first (see `hessian_eigenvalues`).
@@ -587,9 +591,16 @@ def hessian_eigenvalues(
     `H` are constant). `Z^T W Z` is accumulated over chunks of rows, so a large
     float32 `x` is never copied whole to float64.
 
+    `x` may also be a finite iterable of `(x, y)` or `(x, y, sample_weight)`
+    batches (a `tf.data.Dataset`, a `keras_linreg.data.dataset_from_files`
+    dataset, a generator; not a list, which reads as rows), read once:
+    `Z^T W Z = Σ_batches Z_b^T W_b Z_b` and `n = Σ n_b`, with `design` applied
+    to each batch's rows, in O(p²) memory. `y` is not used.
+
     Args:
-        x: Features, `(n,)` or `(n, n_features)`.
-        sample_weight: Optional non-negative array of shape `(n,)`.
+        x: Features, `(n,)` or `(n, n_features)`, or an iterable of batches.
+        sample_weight: Optional non-negative array of shape `(n,)`; with
+            batches, omitted (the weights are the batches' third entries).
         design: Optional function mapping a chunk of rows of `x` (shape `(m, k)`)
             to its rows of `Z` (shape `(m, p)`). Defaults to `[x, 1]`.
         l2: An L2 slope penalty's coefficient: `H` gains `2·l2` on the diagonal
@@ -601,10 +612,36 @@ def hessian_eigenvalues(
     Returns:
         A float64 array of the `p` eigenvalues, ascending.
     """
-    x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
-    n = len(x)
+    if _is_batches(x):
+        if sample_weight is not None:
+            raise ValueError(
+                "Received `sample_weight` beside an iterable of batches, expected the "
+                "weights inside the batches, as `(x, y, sample_weight)` tuples. "
+                f"Received: sample_weight={type(sample_weight).__name__}"
+            )
+        gram, n, k = 0.0, 0, None
+        for _, rows, _, weights, _ in inputs.batches(x):
+            gram = gram + _gram(rows, weights, design, fit_intercept)
+            n, k = n + len(rows), rows.shape[1]
+    else:
+        x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
+        n, k = len(x), x.shape[1] if x.ndim == 2 else 1
+        gram = _gram(x, sample_weight, design, fit_intercept)
+    hessian = (2.0 / n) * gram  # n > 0: empty data is refused
+    if l2:
+        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
+    return np.linalg.eigvalsh(hessian)
+
+
+def _is_batches(x):
+    """Whether `hessian_eigenvalues`' `x` is an iterable of batches (not rows)."""
+    return inputs.is_batched(x) and not inputs.is_in_memory(x)
+
+
+def _gram(x, sample_weight, design, fit_intercept):
+    """`Z^T W Z` in float64 over the rows of `x`, accumulated in chunks of rows."""
     gram = 0.0
-    for start in range(0, n, _CHUNK_ROWS):
+    for start in range(0, len(x), _CHUNK_ROWS):
         rows = x[start : start + _CHUNK_ROWS]
         if design is None and not fit_intercept:
             z = rows.astype(np.float64)
@@ -616,8 +653,4 @@ def hessian_eigenvalues(
         if sample_weight is not None:
             weighted = z * sample_weight[start : start + _CHUNK_ROWS, None].astype(np.float64)
         gram = gram + z.T @ weighted
-    hessian = (2.0 / n) * gram
-    if l2:
-        k = x.shape[1] if x.ndim == 2 else 1
-        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
-    return np.linalg.eigvalsh(hessian)
+    return gram

@@ -197,7 +197,9 @@ def rearm(model):
 
 # ---------------------------------------------------------------- on host
 def stable_learning_rate(model, x, fit_kwargs):
-    """`2 / λ_max` of the loss's Hessian on `fit`'s training rows of in-memory `x`.
+    """`2 / λ_max` of the loss's Hessian on `fit`'s training rows of in-memory `x`,
+    or on all the rows of a `keras_linreg.data.dataset_from_files` dataset (one
+    streaming pass over its files, `Z^T W Z` summed over its batches).
 
     In the model's trainable weights (standardized ones for `standardize=True`),
     with the L2 penalty's curvature; `inf` when the Hessian is zero.
@@ -205,6 +207,9 @@ def stable_learning_rate(model, x, fit_kwargs):
     Raises:
         ValueError: the rate cannot be computed for this data.
     """
+    if inputs.is_file_dataset(x):  # finite and re-readable: one pass over its files
+        _, l2 = regularization.coefficients(model.slope_regularizer)
+        return closed_form.max_stable_learning_rate(x, design=_jacobian(model), l2=l2)
     rate = _TrainingData.from_fit_arguments(x, fit_kwargs).max_stable_learning_rate(model)
     if rate is None:
         raise ValueError(

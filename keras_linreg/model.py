@@ -75,7 +75,8 @@ class LinearRegression(keras.Model):
             counter, or `"auto"`: at the first `fit`, `1 / λ_max` of the
             loss's Hessian on the training rows (half the largest stable
             rate, see `keras_linreg.learning_rate.auto_learning_rate`), for
-            in-memory data. Defaults to 0.01 (the tutorial's rate).
+            in-memory data or a `dataset_from_files` dataset (one pass over its
+            files). Defaults to 0.01 (the tutorial's rate).
         slope_initializer: Initializer for `slope` (a Keras initializer name
             or object). Defaults to `"zeros"`.
         intercept_initializer: Initializer for `intercept`. Defaults to
@@ -473,11 +474,12 @@ class LinearRegression(keras.Model):
         """Sets `learning_rate="auto"`'s rate from the training data, at the first fit."""
         if self.learning_rate_config != AUTO or not self.compiled or self._auto_rate_resolved:
             return
-        if not inputs.is_in_memory(x):
+        if not (inputs.is_in_memory(x) or inputs.is_file_dataset(x)):
             raise ValueError(
                 'Received an invalid value for `x`: learning_rate="auto" computes the '
-                "rate from in-memory training data (NumPy arrays, tensors, pandas), "
-                "and cannot see a dataset or generator before training. Pass a number "
+                "rate from in-memory training data (NumPy arrays, tensors, pandas) or a "
+                "keras_linreg.data.dataset_from_files dataset (one pass over its files), "
+                "and cannot see another dataset or generator before training. Pass a number "
                 "(e.g. keras_linreg.max_stable_learning_rate(x_sample) / 2). "
                 f"Received: x of type {type(x).__name__}"
             )

@@ -3,7 +3,8 @@
 The model trains on the `keras_linreg.data.dataset_from_files` dataset (Keras' loop,
 a streaming standardization pass first); the least-squares optimum the report and
 `--tol` compare with comes from one streaming pass of `keras_linreg.least_squares`,
-and R² from one more pass under the final parameters. Memory stays a few batches
+`--learning-rate auto` from one pass summing the Hessian over the batches (`fit`
+does it), and R² from one more pass under the final parameters. Memory stays a few batches
 whatever the files' size. Options that need the rows in memory are refused.
 """
 
@@ -25,7 +26,7 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
         data: The files, their features and dataset.
         outputs: The run's `commands._Outputs` (all or none).
         input_error: The exception class for bad input (exit 2).
-        warn_about_gap: `commands._warn_about_gap(args, gap, streamed=True)`.
+        warn_about_gap: `commands._warn_about_gap(args, gap)`.
     """
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
@@ -87,7 +88,7 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
         fit_intercept=fit_intercept,
     )
     print(format_report(report))
-    warn_about_gap(args, reference.gap(model), streamed=True)
+    warn_about_gap(args, reference.gap(model))
     if log_dir is not None:
         print(f"TensorBoard logs: {log_dir}")
     if args.export:
@@ -113,11 +114,6 @@ def _refuse_in_memory_options(args, data, input_error):
     need = None
     if len(args.learning_rates) > 1:
         need = "a --learning-rate sweep (several rates)"
-    elif args.learning_rate == "auto":
-        need = (
-            "--learning-rate auto (the default; it computes the rate from the rows in "
-            "memory): pass a number, e.g. --learning-rate 0.1 with --standardize,"
-        )
     elif args.validation_split:
         need = "--validation-split (give validation files to a script instead)"
     elif args.plot:

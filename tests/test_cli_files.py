@@ -129,11 +129,10 @@ def test_train_on_mixed_files_reports_least_squares(shards, tmp_path, capfd, bud
     assert list(model.feature_names) == ["a", "b"]  # the text column is no feature
 
 
-def test_streamed_train_needs_a_numeric_rate_and_no_in_memory_options(shards, tmp_path, capfd):
+def test_streamed_train_refuses_in_memory_options(shards, tmp_path, capfd):
     _, paths, _ = shards
     saved = tmp_path / "m.keras"
     for extra, message in [
-        ([], "rules out --learning-rate auto"),
         (["--learning-rate", "0.1", "--validation-split", "0.2"], "--validation-split"),
         (["--learning-rate", "0.1", "--plot", tmp_path / "p.png"], "--plot"),
         (["--learning-rate", "0.1", "--l2", "0.1"], "--l1/--l2"),
