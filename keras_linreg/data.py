@@ -695,6 +695,8 @@ class _Reader:
         self.passes = 0
         # The most rows held at once (batcher or shuffle buffer plus one read block).
         self.peak_rows_held = 0
+        # The rows of all the batches yielded so far, over all passes (progress lines).
+        self.rows_read = 0
 
     def __call__(self):
         rng = np.random.default_rng([self.seed, self.passes]) if self.shuffle else None
@@ -710,8 +712,10 @@ class _Reader:
                     pool.add(block)
                     self.peak_rows_held = max(self.peak_rows_held, pool.rows)
                     for batch in pool.batches():
+                        self.rows_read += len(batch[0])
                         yield batch if len(batch) > 1 else batch[0]
             for batch in pool.rest():
+                self.rows_read += len(batch[0])
                 yield batch if len(batch) > 1 else batch[0]
         except DataFileError as error:
             _RECENT_ERRORS.append(error)

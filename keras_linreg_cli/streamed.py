@@ -11,6 +11,7 @@ whatever the files' size. Options that need the rows in memory are refused.
 from __future__ import annotations
 
 import os
+import time
 
 import keras  # imported once TensorFlow has started (commands.train)
 import numpy as np
@@ -62,6 +63,11 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
     if reference is not None:
         callbacks.append(_GapStopping(reference, args.tol))
     verbose = 0 if args.quiet else 1 if _isatty() else 2
+    if verbose == 2:  # piped: one line per epoch with the rows/s, instead of Keras'
+        from keras_linreg.inputs import FILE_READER_ATTRIBUTE
+
+        callbacks.append(_EpochLines(getattr(data.dataset, FILE_READER_ATTRIBUTE), args.epochs))
+        verbose = 0
     try:
         history = model.fit(data.dataset, epochs=args.epochs, callbacks=callbacks,
                             verbose=verbose)  # fmt: skip
@@ -204,6 +210,39 @@ class _Moments:
 
     def tss(self):
         return float(self.m2[-1])
+
+
+class _EpochLines(keras.callbacks.Callback):
+    """One line per epoch on a pipe: its rows, time, rows/s and logs.
+
+    `Epoch 3/10 - 2000000 rows in 1.25 s (1.6M rows/s) - loss: 0.0123`. The rows
+    are those the files' reader yielded during the epoch (`rows_read`); on a
+    terminal Keras' own progress bar is kept instead.
+    """
+
+    def __init__(self, reader, epochs):
+        super().__init__()
+        self.reader, self.epochs = reader, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.rows = time.perf_counter(), self.reader.rows_read
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.start
+        rows = self.reader.rows_read - self.rows
+        metrics = "".join(f" - {name}: {float(value):.4g}" for name, value in (logs or {}).items())
+        shown = f"{seconds:.3g}" if seconds < 100 else f"{seconds:.0f}"
+        print(f"Epoch {epoch + 1}/{self.epochs} - {rows} rows in {shown} s "
+              f"({_format_rate(rows / max(seconds, 1e-9))}){metrics}",
+              flush=True)  # fmt: skip
+
+
+def _format_rate(rows_per_second):
+    """`1.60M rows/s`, `850k rows/s`, `12 rows/s`."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if rows_per_second >= scale:
+            return f"{rows_per_second / scale:.3g}{suffix} rows/s"
+    return f"{rows_per_second:.3g} rows/s"
 
 
 class _GapStopping(keras.callbacks.Callback):

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import os
+import re
 
 import keras
 import numpy as np
@@ -265,3 +266,25 @@ def test_predict_bad_value_leaves_no_output(tmp_path, model_path, capfd):
     assert status == 2 and len(lines) == 1 and "Traceback" not in err
     assert f"{path}, row 151, column 'b': expected a number, received 'oops'" in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+def test_streamed_train_piped_prints_rows_per_second_per_epoch(shards, capfd):
+    folder, _, values = shards
+    status, out, err = _run(
+        capfd, "train", folder / "part-*", "--target", "y", "--learning-rate", 0.1,
+        "--epochs", 3, "--tol", 0, "--batch-size", 64, "--no-log", "--memory-budget", 0,
+    )  # fmt: skip
+    assert status == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]  # as Keras' lines
+    for line in lines:  # e.g. "Epoch 1/3 - 300 rows in 0.0512 s (5.86k rows/s) - loss: 0.52"
+        match = re.fullmatch(
+            r"Epoch \d/3 - (\d+) rows in ([\d.]+) s \(([\d.]+)([kMG]?) rows/s\) - loss: (\S+)",
+            line,
+        )
+        assert match, line
+        assert int(match[1]) == len(values)  # every row of the three files, each epoch
+        rate = float(match[3]) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}[match[4]]
+        assert rate == pytest.approx(len(values) / float(match[2]), rel=0.02)  # 3 digits
+        assert np.isfinite(float(match[5]))
+    assert "\r" not in out and "\x1b[" not in out  # no progress bar on a pipe
