@@ -684,7 +684,7 @@ def _known_rows(files, drop_missing, groups=None):
 
 # ---------------------------------------------------------------------- reading
 class _Reader:
-    """The generator `tf.data.Dataset.from_generator` calls once per pass."""
+    """One pass over the files per call: a generator of `(x, y[, w])` NumPy batches."""
 
     def __init__(self, files, schemas, plan, options, batch_size, shuffle, seed,
                  buffer_size, drop_missing, groups=None):

@@ -146,9 +146,23 @@ def test_bad_value_in_a_file_is_a_data_file_error(tmp_path):
 
 
 # --------------------------------------------------------------- memory
-_CHILD = textwrap.dedent(
+# The child's own peak RSS: VmHWM, which starts anew at `exec`. (`ru_maxrss` does not:
+# it keeps the RSS the forked child shared with the test process before `exec`, so a
+# test process grown large by earlier tests would set both children's peaks.)
+_PEAK = textwrap.dedent(
     """
-    import json, resource, sys
+    def peak_kib():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmHWM in /proc/self/status")
+    """
+)
+
+_CHILD = _PEAK + textwrap.dedent(
+    """
+    import json, sys
     import numpy as np, pyarrow as pa, pyarrow.parquet as pq
     import keras_linreg
     from keras_linreg.data import dataset_from_files
@@ -165,9 +179,9 @@ _CHILD = textwrap.dedent(
             writer.write_table(pa.table(
                 {n: c.astype(np.float32) for n, c in zip("abcdy", columns)}, schema=schema
             ), row_group_size=65536)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     slope, intercept = keras_linreg.least_squares(dataset_from_files(path, target="y"))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     print(json.dumps({"before_kib": before, "peak_kib": peak,
                       "slope": list(slope), "intercept": intercept}))
     """
@@ -176,9 +190,9 @@ _CHILD = textwrap.dedent(
 
 # The same for one epoch of `fit` on 8 features: the file is written in row groups,
 # then the model trains on it for one epoch, batch by batch.
-_FIT_CHILD = textwrap.dedent(
+_FIT_CHILD = _PEAK + textwrap.dedent(
     """
-    import json, resource, sys, warnings
+    import json, sys
     import numpy as np, pyarrow as pa, pyarrow.parquet as pq
     import keras_linreg
     from keras_linreg.data import dataset_from_files
@@ -196,9 +210,9 @@ _FIT_CHILD = textwrap.dedent(
                                row_group_size=65536)
     model = keras_linreg.LinearRegression(learning_rate=0.05)
     model.compile()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     history = model.fit(dataset_from_files(path, target="y"), epochs=1, verbose=0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     print(json.dumps({"before_kib": before, "peak_kib": peak,
                       "steps": int(model.optimizer.iterations.numpy()),
                       "loss": history.history["loss"][-1]}))
