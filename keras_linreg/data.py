@@ -52,8 +52,11 @@ _PARQUET_ROW = "row {row} (1-based, in file order)"
 _SHUFFLE_BUFFER_BATCHES = 4
 # Batches read ahead of the model (`Dataset.prefetch`).
 _PREFETCH_BATCHES = 4
-# Passes (iterators) of one dataset open at once; an older unfinished one is dropped.
-_OPEN_PASSES = 64
+# Passes (iterators) of one dataset held open at once; the least recently used
+# unfinished one is closed (and read again from the start if it is asked for more).
+_OPEN_PASSES = 4
+# Passes remembered (by pass number) to be read again.
+_MAX_PASSES = 1 << 16
 # The batches of a pass of unknown length are indexed from a range this long.
 _UNBOUNDED = 1 << 62
 # Errors raised inside `tf.data` reach the caller as `tf.errors.OpError`s with the
@@ -281,47 +284,78 @@ def _batch_dataset(reader, signature, steps=None):
 
 
 class _Passes:
-    """The passes of a reader under way, one per `tf.data` iterator, by id."""
+    """The passes of a reader under way, one per `tf.data` iterator, by id.
+
+    At most `_OPEN_PASSES` are held open (a pass holds a read block); an iterator
+    that was abandoned (`take`, `next(iter(dataset))`, a loop left early) cannot be
+    told from a slow one, so the least recently used is closed when a new pass
+    starts, and if its iterator asks for its next batch after all, the pass is
+    read again from the start (same pass number, so the same shuffle) up to there.
+    """
 
     def __init__(self, reader, signature, steps):
         self.reader, self.steps = reader, steps
-        self.open = collections.OrderedDict()
+        self.open = collections.OrderedDict()  # pass id -> (pass number, generator, next index)
+        self.numbers = collections.OrderedDict()  # pass id -> pass number, closed ones too
         self.count = 0
         # The sentinel that ends a pass of unknown length: a batch of no rows.
         self.end = [np.zeros((0, *(d or 0 for d in spec.shape[1:])), np.float32)
                     for spec in signature]
 
+    def _generator(self, pass_id, index):
+        """The pass's generator, positioned at batch `index`."""
+        held = self.open.get(pass_id)
+        if held is not None and held[1] == index:
+            self.open.move_to_end(pass_id)
+            return held[0]
+        if held is not None:
+            held[0].close()
+        number = self.numbers.get(pass_id)
+        if number is None:
+            raise RuntimeError(
+                f"Received a request for batch {index} of a dataset_from_files pass "
+                f"that is no longer known: more than {_MAX_PASSES} iterators were made "
+                "since, expected fewer."
+            )
+        batches = self.reader(number)
+        for _ in range(index):  # read again up to `index`
+            next(batches)
+        self.open[pass_id] = (batches, index)
+        while len(self.open) > _OPEN_PASSES:
+            self.open.popitem(last=False)[1][0].close()
+        return batches
+
+    def _finish(self, pass_id):
+        self.open.pop(pass_id, None)
+        self.numbers.pop(pass_id, None)
+
     def next(self, pass_id, index):
         """`[pass id, *batch]`: batch `index` of the pass (a new pass for id -1)."""
-        pass_id = int(pass_id)
+        pass_id, index = int(pass_id), int(index)
         if pass_id < 0:
             pass_id = self.count
             self.count += 1
-            self.open[pass_id] = self.reader()
-            while len(self.open) > _OPEN_PASSES:  # abandoned passes (`take`, steps_per_epoch)
-                self.open.popitem(last=False)[1].close()
-        batches = self.open.get(pass_id)
-        if batches is None:
-            raise RuntimeError(
-                "Received a request for a batch of a dataset_from_files pass that was "
-                f"dropped: more than {_OPEN_PASSES} iterators of one dataset were open "
-                "at once, expected fewer."
-            )
+            self.numbers[pass_id] = self.reader.passes
+            self.reader.passes += 1
+            while len(self.numbers) > _MAX_PASSES:
+                self.numbers.popitem(last=False)
         try:
+            batches = self._generator(pass_id, index)
             batch = next(batches, None)
+            self.open[pass_id] = (batches, index + 1)
             if self.steps is None:
                 if batch is None:
-                    del self.open[pass_id]
+                    self._finish(pass_id)
             elif batch is None or (index == self.steps - 1 and next(batches, None) is not None):
                 raise RuntimeError(
                     f"Received files whose rows changed while reading: their metadata "
                     f"gave {self.steps} batches, but a pass read "
-                    f"{int(index) if batch is None else 'more'}."
+                    f"{index if batch is None else 'more'}."
                 )
             elif index == self.steps - 1:
-                del self.open[pass_id]
+                self._finish(pass_id)
         except BaseException:
-            self.open.pop(pass_id, None)
+            self._finish(pass_id)
             raise
         if batch is None:
             return [np.int64(pass_id), *self.end]
@@ -698,9 +732,12 @@ class _Reader:
         # The rows of all the batches yielded so far, over all passes (progress lines).
         self.rows_read = 0
 
-    def __call__(self):
-        rng = np.random.default_rng([self.seed, self.passes]) if self.shuffle else None
-        self.passes += 1
+    def __call__(self, number=None):
+        """Pass `number` (default: the next one, counted in `passes`), a generator."""
+        if number is None:
+            number = self.passes
+            self.passes += 1
+        rng = np.random.default_rng([self.seed, number]) if self.shuffle else None
         order = list(range(len(self.files)))
         if rng is not None:
             order = [int(i) for i in rng.permutation(len(self.files))]

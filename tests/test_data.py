@@ -218,6 +218,34 @@ def test_each_iterator_is_its_own_pass(tmp_path, suffix):
     assert dataset._keras_linreg_files.passes == 5  # 2 interleaved, take, 2 repeated
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_more_iterators_than_held_open_are_read_again_not_lost(tmp_path, shuffle):
+    """Six interleaved iterators (more than the 4 passes held open): the ones closed
+    meanwhile are read again up to where they were, each with its own pass's order."""
+    values = _table(1000)
+    path = _write_parquet(tmp_path / "d.parquet", values, row_group_size=300)
+    dataset = dataset_from_files(path, target="y", features=["a", "b"], batch_size=128,
+                                 shuffle=shuffle, seed=5)  # fmt: skip
+    reader = dataset._keras_linreg_files
+    iterators = [iter(dataset) for _ in range(6)]
+    seen = [[] for _ in iterators]
+    for _ in range(8):
+        for batches, iterator in zip(seen, iterators, strict=True):
+            batches.append(next(iterator)[1].numpy())
+    assert reader.passes == 6
+    assert reader.rows_read > 6 * 1000  # some passes were closed and read again
+    target = np.sort(values[:, 3].astype(np.float32))
+    orders = []
+    for number, batches in enumerate(seen):
+        assert [len(b) for b in batches] == [128] * 7 + [104]
+        order = np.concatenate(batches)
+        np.testing.assert_array_equal(np.sort(order), target)  # every row once
+        # Pass `number`'s order, as the reader gives it read straight through.
+        np.testing.assert_array_equal(order, np.concatenate([b[1] for b in reader(number)]))
+        orders.append(order)
+    assert all(np.array_equal(o, orders[0]) for o in orders) == (not shuffle)
+
+
 # -------------------------------------------------------------------- errors
 def _first_error(make_dataset):
     """The error making or iterating the dataset raises, as `fit` would raise it."""
