@@ -15,7 +15,13 @@ from scipy.linalg import solve_triangular
 
 from keras_linreg import inputs
 
-__all__ = ["hessian_eigenvalues", "least_squares", "max_stable_learning_rate"]
+__all__ = [
+    "hessian_eigenvalues",
+    "least_squares",
+    "loss_curvature",
+    "max_row_curvature",
+    "max_stable_learning_rate",
+]
 
 # Rows per chunk of the Hessian's accumulation (bounds its float64 temporaries).
 _CHUNK_ROWS = 65536
@@ -612,6 +618,42 @@ def hessian_eigenvalues(
     Returns:
         A float64 array of the `p` eigenvalues, ascending.
     """
+    return loss_curvature(
+        x, sample_weight, design=design, l2=l2, fit_intercept=fit_intercept
+    )[0]
+
+
+def max_row_curvature(
+    x, sample_weight=None, *, design=None, l2=0.0, fit_intercept=True
+) -> float:
+    """The largest curvature of any single row's loss, `max_i 2·w_i·|z_i|² + 2·l2`.
+
+    Row `i` alone has the loss `w_i (z_i · theta - y_i)² + l2·|slope|²`, whose
+    Hessian `2 w_i z_i z_i^T + 2·l2·I_slope` has this as its largest eigenvalue
+    (up to `2·l2`, an upper bound). It bounds how sharp a mini-batch's loss can be,
+    which the full-batch Hessian does not see (`learning_rate.auto_learning_rate`).
+    Arguments as for `hessian_eigenvalues` (an iterable of batches too).
+
+    Returns:
+        A float >= 0.
+    """
+    return loss_curvature(
+        x, sample_weight, design=design, l2=l2, fit_intercept=fit_intercept
+    )[1]
+
+
+def loss_curvature(x, sample_weight=None, *, design=None, l2=0.0, fit_intercept=True):
+    """`hessian_eigenvalues`, `max_row_curvature` and the row count, in one pass.
+
+    Arguments as for `hessian_eigenvalues`: arrays, or a finite iterable of
+    `(x, y[, sample_weight])` batches read once (`learning_rate="auto"` on a
+    `dataset_from_files` dataset reads its files once for both).
+
+    Returns:
+        `(eigenvalues, row_curvature, n)`: the float64 eigenvalues of
+        `H = (2 / n) Z^T W Z` (+ `2·l2` on the slope), ascending;
+        `max_i 2·w_i·|z_i|² + 2·l2`; and the number of rows `n`.
+    """
     if _is_batches(x):
         if sample_weight is not None:
             raise ValueError(
@@ -619,28 +661,37 @@ def hessian_eigenvalues(
                 "weights inside the batches, as `(x, y, sample_weight)` tuples. "
                 f"Received: sample_weight={type(sample_weight).__name__}"
             )
-        gram, n, k = 0.0, 0, None
-        for _, rows, _, weights, _ in inputs.batches(x):
-            gram = gram + _gram(rows, weights, design, fit_intercept)
-            n, k = n + len(rows), rows.shape[1]
+        chunks = (
+            chunk
+            for _, rows, _, weights, _ in inputs.batches(x)
+            for chunk in _jacobian_chunks(rows, weights, design, fit_intercept)
+        )
     else:
         x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
-        n, k = len(x), x.shape[1] if x.ndim == 2 else 1
-        gram = _gram(x, sample_weight, design, fit_intercept)
+        chunks = _jacobian_chunks(x, sample_weight, design, fit_intercept)
+    gram, largest, n, k = 0.0, 0.0, 0, None
+    for z, w, rows in chunks:
+        gram = gram + z.T @ (z if w is None else z * w[:, None])
+        norms = np.einsum("ij,ij->i", z, z)
+        if w is not None:
+            norms = norms * w
+        if norms.size:
+            largest = max(largest, float(norms.max()))
+        n, k = n + len(z), rows.shape[1] if rows.ndim == 2 else 1
     hessian = (2.0 / n) * gram  # n > 0: empty data is refused
     if l2:
         hessian[np.arange(k), np.arange(k)] += 2.0 * l2
-    return np.linalg.eigvalsh(hessian)
+    return np.linalg.eigvalsh(hessian), 2.0 * largest + 2.0 * float(l2), n
 
 
 def _is_batches(x):
-    """Whether `hessian_eigenvalues`' `x` is an iterable of batches (not rows)."""
+    """Whether the curvature functions' `x` is an iterable of batches (not rows)."""
     return inputs.is_batched(x) and not inputs.is_in_memory(x)
 
 
-def _gram(x, sample_weight, design, fit_intercept):
-    """`Z^T W Z` in float64 over the rows of `x`, accumulated in chunks of rows."""
-    gram = 0.0
+def _jacobian_chunks(x, sample_weight, design, fit_intercept):
+    """`(z, w, rows)` per chunk of rows: the rows of `Z` in float64, their weights
+    (or None), and the chunk of `x`."""
     for start in range(0, len(x), _CHUNK_ROWS):
         rows = x[start : start + _CHUNK_ROWS]
         if design is None and not fit_intercept:
@@ -649,8 +700,8 @@ def _gram(x, sample_weight, design, fit_intercept):
             z = np.hstack([rows.astype(np.float64), np.ones((len(rows), 1))])
         else:
             z = np.asarray(design(rows), dtype=np.float64)
-        weighted = z
+        z = z.reshape(len(rows), -1)
+        w = None
         if sample_weight is not None:
-            weighted = z * sample_weight[start : start + _CHUNK_ROWS, None].astype(np.float64)
-        gram = gram + z.T @ weighted
-    return gram
+            w = sample_weight[start : start + _CHUNK_ROWS].astype(np.float64)
+        yield z, w, rows

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_linreg import closed_form, inputs, regularization
+from keras_linreg import closed_form, inputs, learning_rate, regularization
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -197,9 +197,7 @@ def rearm(model):
 
 # ---------------------------------------------------------------- on host
 def stable_learning_rate(model, x, fit_kwargs):
-    """`2 / λ_max` of the loss's Hessian on `fit`'s training rows of in-memory `x`,
-    or on all the rows of a `keras_linreg.data.dataset_from_files` dataset (one
-    streaming pass over its files, `Z^T W Z` summed over its batches).
+    """`2 / λ_max` of the loss's Hessian on `fit`'s training rows of in-memory `x`.
 
     In the model's trainable weights (standardized ones for `standardize=True`),
     with the L2 penalty's curvature; `inf` when the Hessian is zero.
@@ -207,9 +205,6 @@ def stable_learning_rate(model, x, fit_kwargs):
     Raises:
         ValueError: the rate cannot be computed for this data.
     """
-    if inputs.is_file_dataset(x):  # finite and re-readable: one pass over its files
-        _, l2 = regularization.coefficients(model.slope_regularizer)
-        return closed_form.max_stable_learning_rate(x, design=_jacobian(model), l2=l2)
     rate = _TrainingData.from_fit_arguments(x, fit_kwargs).max_stable_learning_rate(model)
     if rate is None:
         raise ValueError(
@@ -220,10 +215,46 @@ def stable_learning_rate(model, x, fit_kwargs):
     return rate
 
 
+def auto_learning_rate(model, x, fit_kwargs):
+    """`learning_rate="auto"`'s rate for `fit`'s training rows (in memory, or files).
+
+    The training rows are those of in-memory `x`, or all the rows of a
+    `keras_linreg.data.dataset_from_files` dataset. The rate is
+    `learning_rate.auto_learning_rate` of the loss's Hessian and the sharpest row,
+    in the model's trainable weights, for `fit`'s batch size (Keras' default 32;
+    a file dataset's own `batch_size`). A file dataset is read once more for both
+    (`closed_form.loss_curvature`: `Z^T W Z` summed over its batches).
+
+    Raises:
+        ValueError: the curvature cannot be computed for this data.
+    """
+    if inputs.is_file_dataset(x):  # finite and re-readable: one pass over its files
+        _, l2 = regularization.coefficients(model.slope_regularizer)
+        eigenvalues, row_curvature, n = closed_form.loss_curvature(
+            x, design=_jacobian(model), l2=l2
+        )
+        batch_size = getattr(x, inputs.FILE_READER_ATTRIBUTE).batch_size
+        return learning_rate.auto_learning_rate(
+            float(eigenvalues[-1]), row_curvature, batch_size, n
+        )
+    data = _TrainingData.from_fit_arguments(x, fit_kwargs)
+    curvature = data.curvature(model)
+    if curvature is None:
+        raise ValueError(
+            "Received an invalid value for `x`: the loss's curvature could not be "
+            f"computed from it. Received: x of type {type(x).__name__}"
+        )
+    largest, row_curvature = curvature
+    return learning_rate.auto_learning_rate(
+        largest, row_curvature, data.batch_size, data.x[1]
+    )
+
+
 class _TrainingData:
     """What the error message needs to know about `fit`'s training data."""
 
     def __init__(self, x=None, sample_weight=None, full_batch=False, checked=False):
+        self.batch_size = None
         self.x = x
         self.sample_weight = sample_weight
         self.full_batch = full_batch
@@ -237,12 +268,14 @@ class _TrainingData:
         if kwargs.get("validation_data") is None:
             n = inputs.split_point(n, kwargs.get("validation_split") or 0.0)
         batch_size = kwargs.get("batch_size") or 32  # Keras' default
-        return cls(
+        data = cls(
             x=(x, n),
             sample_weight=kwargs.get("sample_weight"),
             full_batch=batch_size >= n,
             checked=True,
         )
+        data.batch_size = batch_size
+        return data
 
     def max_stable_learning_rate(self, model):
         if self.x is None:
@@ -258,6 +291,23 @@ class _TrainingData:
             )
         except (ValueError, np.linalg.LinAlgError, tf.errors.OpError):
             return None  # only a hint for the message: fall back to "a tenth"
+
+    def curvature(self, model):
+        """`(λ_max(H), max row curvature)` in the trainable weights, or None."""
+        if self.x is None:
+            return None
+        x, n = self.x
+        weights = self.sample_weight
+        if weights is not None:
+            weights = inputs.to_numpy(weights).reshape(-1)[:n]
+        try:
+            _, l2 = regularization.coefficients(model.slope_regularizer)
+            rows, design = inputs.to_numpy(x)[:n], _jacobian(model)
+            largest = closed_form.hessian_eigenvalues(rows, weights, design=design, l2=l2)[-1]
+            sharpest = closed_form.max_row_curvature(rows, weights, design=design, l2=l2)
+        except (ValueError, np.linalg.LinAlgError, tf.errors.OpError):
+            return None
+        return float(largest), sharpest
 
 
     def standardize_hint(self):
@@ -426,11 +476,18 @@ def _message(what, rate, stable, data):
             if data.full_batch
             else "full-batch gradient descent (mini-batches usually need less)"
         )
+        # Half the full-batch limit, unless that is no smaller than the rate that
+        # just diverged (mini-batches are sharper than the full batch).
+        suggestion = stable / 2 if stable / 2 < rate else rate / 10
         text += (
             f"The largest stable learning rate for {kind} on this data is "
             f"{stable:.6g} (2 / the largest eigenvalue of the loss's Hessian, see "
             "keras_linreg.max_stable_learning_rate); use a smaller learning rate, e.g. "
-            f"learning_rate={stable / 2:.3g}."
+            f"learning_rate={suggestion:.3g}"
+        )
+        text += (
+            "." if data.full_batch
+            else ', or learning_rate="auto", which accounts for the batch size.'
         )
     else:
         text += f"Use a smaller learning rate, e.g. learning_rate={rate / 10:.3g}."

@@ -12,7 +12,6 @@ from keras_linreg.data import raising_file_errors
 from keras_linreg.learning_rate import (
     AUTO,
     LearningRateState,
-    auto_learning_rate,
     validate_learning_rate,
 )
 
@@ -72,11 +71,13 @@ class LinearRegression(keras.Model):
             otherwise at the first call, from the input's shape.
         learning_rate: A float > 0, a
             `keras.optimizers.schedules.LearningRateSchedule` of the step
-            counter, or `"auto"`: at the first `fit`, `1 / λ_max` of the
-            loss's Hessian on the training rows (half the largest stable
-            rate, see `keras_linreg.learning_rate.auto_learning_rate`), for
-            in-memory data or a `dataset_from_files` dataset (one pass over its
-            files). Defaults to 0.01 (the tutorial's rate).
+            counter, or `"auto"`: at the first `fit`, from the curvature of
+            the loss on the training rows and the batch size (`1 / λ_max` of
+            its Hessian full batch, less for mini-batches; see
+            `keras_linreg.learning_rate.auto_learning_rate`), for in-memory
+            data or a `dataset_from_files` dataset (one pass over its files);
+            saved with the model once computed. Defaults to 0.01 (the
+            tutorial's rate).
         slope_initializer: Initializer for `slope` (a Keras initializer name
             or object). Defaults to `"zeros"`.
         intercept_initializer: Initializer for `intercept`. Defaults to
@@ -179,7 +180,6 @@ class LinearRegression(keras.Model):
                     f"Received: feature_names={feature_names!r}"
                 )
         self.learning_rate_config = validate_learning_rate(learning_rate)
-        self._auto_rate_resolved = False
         self.slope_initializer = keras.initializers.get(slope_initializer)
         self.intercept_initializer = keras.initializers.get(intercept_initializer)
         self.feature_names = feature_names
@@ -313,7 +313,11 @@ class LinearRegression(keras.Model):
         if optimizer is None:
             rate = self.learning_rate_config
             # "auto" is resolved from the data at the first `fit`.
-            optimizer = LearningRateState(learning_rate=1.0 if rate == AUTO else rate)
+            optimizer = (
+                LearningRateState(learning_rate=1.0, auto_pending=True)
+                if rate == AUTO
+                else LearningRateState(learning_rate=rate)
+            )
         elif not isinstance(optimizer, LearningRateState):
             raise ValueError(
                 "Received an invalid value for `optimizer`: LinearRegression "
@@ -365,7 +369,7 @@ class LinearRegression(keras.Model):
         (a schedule evaluated at step 0).
         """
         rate = self.learning_rate_config
-        if rate == AUTO and not self._auto_rate_resolved:
+        if rate == AUTO and not (self.compiled and not self._auto_rate_pending()):
             return AUTO  # until the first `fit` has seen the data
         if self.compiled and isinstance(self.optimizer, LearningRateState):
             return _as_float(self.optimizer.learning_rate)
@@ -472,7 +476,7 @@ class LinearRegression(keras.Model):
 
     def _resolve_auto_learning_rate(self, x, kwargs):
         """Sets `learning_rate="auto"`'s rate from the training data, at the first fit."""
-        if self.learning_rate_config != AUTO or not self.compiled or self._auto_rate_resolved:
+        if not (self.compiled and self._auto_rate_pending()):
             return
         if not (inputs.is_in_memory(x) or inputs.is_file_dataset(x)):
             raise ValueError(
@@ -483,9 +487,11 @@ class LinearRegression(keras.Model):
                 "(e.g. keras_linreg.max_stable_learning_rate(x_sample) / 2). "
                 f"Received: x of type {type(x).__name__}"
             )
-        stable = divergence.stable_learning_rate(self, x, kwargs)
-        self.optimizer.learning_rate.assign(auto_learning_rate(stable))
-        self._auto_rate_resolved = True
+        self.optimizer.learning_rate.assign(divergence.auto_learning_rate(self, x, kwargs))
+        self.optimizer.auto_pending = False
+
+    def _auto_rate_pending(self):
+        return bool(getattr(self.optimizer, "auto_pending", False))
 
     def train_on_batch(self, *args, **kwargs):
         self._divergence_guard.rearm()  # a non-finite batch is skipped, not latched

@@ -4,7 +4,8 @@ The model trains on the `keras_linreg.data.dataset_from_files` dataset (Keras' l
 a streaming standardization pass first); the least-squares optimum the report and
 `--tol` compare with comes from one streaming pass of `keras_linreg.least_squares`,
 `--learning-rate auto` from one pass summing the Hessian over the batches (`fit`
-does it), and R² from one more pass under the final parameters. Memory stays a few batches
+does it), R² and the MSE from one more pass under the final parameters, and `--report`'s
+statistics from `keras_linreg.ols` in one more. Memory stays a few batches
 whatever the files' size. Options that need the rows in memory are refused.
 """
 
@@ -81,29 +82,47 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
         reference = _Reference(data, fit_intercept)
     slope, intercept = model.get_parameters()
     logs = history.history
+    r2, mse = reference.r2_and_mse(data, slope, intercept)
+    statistics, statistics_error = None, None
+    if args.report:  # one more pass: least squares' standard errors, tests, intervals
+        from keras_linreg import ols
+
+        try:
+            statistics = ols(
+                _Batches(data), fit_intercept=fit_intercept, feature_names=list(data.features)
+            )
+        except ValueError as error:
+            statistics_error = " ".join(str(error).split())
     report = TrainingReport(
         feature_names=list(data.features),
         slope=slope,
         intercept=intercept,
-        loss=float(logs["loss"][-1]),
+        loss=mse,
         val_loss=None,
-        r2=reference.r2(data, slope, intercept),
+        r2=r2,
         optimum_slope=reference.optimum[:-1],
         optimum_intercept=float(reference.optimum[-1]),
         epochs=len(logs["loss"]),
         fit_intercept=fit_intercept,
+        statistics=statistics,
+        statistics_error=statistics_error,
     )
     print(format_report(report))
     warn_about_gap(args, reference.gap(model))
     if log_dir is not None:
         print(f"TensorBoard logs: {log_dir}")
+    if args.report:
+        from keras_linreg_cli.report import write_report
+
+        outputs.write("the report", args.report, lambda: write_report(args.report, report))
     if args.export:
         outputs.write("the SavedModel", args.export,
                       lambda: keras_linreg.export_saved_model(model, args.export))  # fmt: skip
     if args.save:
         outputs.write("the Keras model", args.save,
                       lambda: keras_linreg.save_model(model, args.save))  # fmt: skip
-    for label, path in (("SavedModel", args.export), ("Keras model", args.save)):
+    for label, path in (("Report", args.report), ("SavedModel", args.export),
+                        ("Keras model", args.save)):  # fmt: skip
         if path:
             print(f"{label}: {path}")
     return 0
@@ -153,6 +172,11 @@ class _Reference:
                 yield x, y
 
         slope, intercept = keras_linreg.least_squares(batches(), fit_intercept=fit_intercept)
+        if moments.n < 2:
+            from keras_linreg_cli.files import DataError
+
+            where = data.files[0] if len(data.files) == 1 else ", ".join(data.files)
+            raise DataError(f"{where}: expected at least 2 data rows, received {moments.n}")
         self.optimum = np.append(slope, intercept)
         s_x, s_y = moments.std()
         s_y = s_y or 1.0
@@ -166,16 +190,17 @@ class _Reference:
         errors = np.abs(np.append(slope, intercept) - self.optimum)
         return float(np.max(errors / self._scale))
 
-    def r2(self, data, slope, intercept) -> float:
-        """`1 − SSR / TSS` of the final parameters, one more pass (TSS uncentered
-        without an intercept)."""
+    def r2_and_mse(self, data, slope, intercept) -> tuple[float, float]:
+        """`1 − SSR / TSS` and `SSR / n` of the final parameters, one more pass (TSS
+        uncentered without an intercept)."""
         ssr = 0.0
         for x, y in data.batches():
             residual = x.astype(np.float64) @ slope + intercept - y.astype(np.float64)
             ssr += float(residual @ residual)
         moments = self._moments
         total = moments.tss() if self._fit_intercept else moments.sum_y2
-        return float(1 - ssr / total) if total > 0 else float("nan")
+        r2 = float(1 - ssr / total) if total > 0 else float("nan")
+        return r2, ssr / moments.n
 
 
 class _Moments:
@@ -210,6 +235,16 @@ class _Moments:
 
     def tss(self):
         return float(self.m2[-1])
+
+
+class _Batches:
+    """The files' `(x, y)` NumPy batches, iterable again and again (for `ols`)."""
+
+    def __init__(self, data):
+        self._data = data
+
+    def __iter__(self):
+        return iter(self._data.batches())
 
 
 class _EpochLines(keras.callbacks.Callback):

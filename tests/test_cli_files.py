@@ -268,6 +268,44 @@ def test_predict_bad_value_leaves_no_output(tmp_path, model_path, capfd):
     assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
 
 
+@pytest.mark.parametrize("budget", ["1GB", "0"])  # in memory, and streamed
+def test_the_json_report_is_written_both_ways(shards, tmp_path, capfd, budget):
+    import json
+
+    import statsmodels.api as sm
+
+    folder, _, values = shards
+    report, saved = tmp_path / "report.json", tmp_path / "m.keras"
+    status, out, err = _run(
+        capfd, "train", folder / "part-*", "--target", "y", "--learning-rate", 0.5,
+        "--batch-size", 300, "--no-log", "--quiet", "--memory-budget", budget,
+        "--report", report, "--save", saved,
+    )  # fmt: skip
+    assert status == 0, err
+    assert f"Report: {report}" in out
+    written = json.loads(report.read_text())
+    reference = sm.OLS(values[:, 2], sm.add_constant(values[:, :2], prepend=False)).fit()
+    assert written["nobs"] == 300
+    for i, entry in enumerate(written["parameters"]):
+        assert entry["optimum"] == pytest.approx(reference.params[i], rel=1e-9)
+        assert entry["se"] == pytest.approx(reference.bse[i], rel=1e-8)
+        assert entry["p"] == pytest.approx(reference.pvalues[i], rel=1e-6, abs=1e-300)
+    assert written["rsquared"] == pytest.approx(reference.rsquared, rel=1e-10)
+    # `loss` is the MSE at the final parameters (not the last epoch's, before its update).
+    slope, intercept = keras.saving.load_model(saved).get_parameters()
+    residual = values[:, :2] @ slope + intercept - values[:, 2]
+    assert written["loss"] == pytest.approx(np.mean(residual**2), rel=1e-9)
+
+
+def test_a_one_row_file_is_refused_when_streamed_too(tmp_path, capfd):
+    one = tmp_path / "one.csv"
+    one.write_text("a,y\n1,2\n")
+    status, out, err = _run(capfd, "train", one, "--target", "y", "--no-log", "--quiet",
+                            "--memory-budget", "0", "--learning-rate", "0.1")  # fmt: skip
+    assert status == 2, out
+    assert "expected at least 2 data rows, received 1" in err and "Traceback" not in err
+
+
 def test_streamed_train_piped_prints_rows_per_second_per_epoch(shards, capfd):
     folder, _, values = shards
     status, out, err = _run(

@@ -48,6 +48,20 @@ def files(tmp_path_factory):
     return {"csv": str(csv), "parquet": str(parquet)}, values
 
 
+def _numpy_row_curvature(x, w=None, *, fit_intercept=True, l2=0.0):
+    """NumPy's max_i 2·w_i·|z_i|² + 2·l2."""
+    z = np.column_stack([x, np.ones(len(x))]) if fit_intercept else x
+    w = np.ones(len(x)) if w is None else w
+    return float(np.max(2.0 * w * np.sum(z * z, axis=1)) + 2.0 * l2)
+
+
+def _numpy_auto_rate(eigenvalue, row_curvature, b, n):
+    """learning_rate="auto"'s rule: 1/λ full batch, b / (c + (b - 1)·λ) for mini-batches."""
+    if b >= n:
+        return 1.0 / eigenvalue
+    return b / (max(row_curvature, eigenvalue) + (b - 1) * eigenvalue)
+
+
 def _numpy_eigenvalues(x, w=None, *, fit_intercept=True, l2=0.0):
     """NumPy's reference: eigvalsh of (2/n) Zᵀ W Z (+ 2·l2 on the slope) in float64."""
     z = np.column_stack([x, np.ones(len(x))]) if fit_intercept else x
@@ -80,6 +94,13 @@ def test_the_hessian_of_a_file_dataset_equals_the_in_memory_one(
     )
     rate = keras_linreg.max_stable_learning_rate(data, fit_intercept=fit_intercept, l2=l2)
     assert rate == pytest.approx(2.0 / in_memory[-1], rel=1e-10)
+    row = closed_form.max_row_curvature(data, fit_intercept=fit_intercept, l2=l2)
+    assert row == pytest.approx(closed_form.max_row_curvature(
+        x.astype(np.float32), None if w is None else w.astype(np.float32),
+        fit_intercept=fit_intercept, l2=l2,
+    ), rel=1e-12)  # fmt: skip
+    assert row == pytest.approx(_numpy_row_curvature(x, w, fit_intercept=fit_intercept, l2=l2),
+                                rel=1e-12)  # fmt: skip
 
 
 def test_the_hessian_of_batches_and_its_arguments(files):
@@ -112,9 +133,11 @@ def test_the_hessian_of_batches_and_its_arguments(files):
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
-def test_auto_learning_rate_on_files_equals_the_in_memory_rate(files, kind):
+@pytest.mark.parametrize("batch_size", [500, 4096])  # mini-batches, full batch
+def test_auto_learning_rate_on_files_equals_the_in_memory_rate(files, kind, batch_size):
     paths, values = files
-    data = dataset_from_files(paths[kind], target="y", sample_weight="w", batch_size=500)
+    data = dataset_from_files(paths[kind], target="y", features=["a", "b", "c"],
+                              sample_weight="w", batch_size=batch_size)  # fmt: skip
     x, y, w = (values[:, :3].astype(np.float32), values[:, 3].astype(np.float32),
                values[:, 4].astype(np.float32))  # fmt: skip
     on_files = keras_linreg.LinearRegression(learning_rate="auto")
@@ -122,14 +145,18 @@ def test_auto_learning_rate_on_files_equals_the_in_memory_rate(files, kind):
     on_files.fit(data, epochs=1, verbose=0)
     on_arrays = keras_linreg.LinearRegression(learning_rate="auto")
     on_arrays.compile()
-    on_arrays.fit(x, y, sample_weight=w, batch_size=500, epochs=1, verbose=0)
+    on_arrays.fit(x, y, sample_weight=w, batch_size=batch_size, epochs=1, verbose=0)
     # The float64 rates (the optimizer holds the rate in float32).
-    from_files = divergence.stable_learning_rate(on_files, data, {})
-    from_arrays = divergence.stable_learning_rate(on_arrays, x, {"sample_weight": w})
+    from_files = divergence.auto_learning_rate(on_files, data, {})
+    from_arrays = divergence.auto_learning_rate(
+        on_arrays, x, {"sample_weight": w, "batch_size": batch_size}
+    )
     assert from_files == pytest.approx(from_arrays, rel=1e-10)
-    assert from_files == pytest.approx(2.0 / _numpy_eigenvalues(values[:, :3], values[:, 4])[-1],
-                                       rel=1e-9)  # fmt: skip
-    assert on_files.learning_rate == pytest.approx(from_files / 2, rel=1e-6)
+    x64, w64 = values[:, :3], values[:, 4]
+    top, row = _numpy_eigenvalues(x64, w64)[-1], _numpy_row_curvature(x64, w64)
+    expected = _numpy_auto_rate(top, row, batch_size, len(values))
+    assert from_files == pytest.approx(expected, rel=1e-9)
+    assert on_files.learning_rate == pytest.approx(from_files, rel=1e-6)
     assert on_files.learning_rate == pytest.approx(on_arrays.learning_rate, rel=1e-6)
 
 
@@ -147,15 +174,18 @@ def test_auto_learning_rate_on_files_standardized_uses_the_standardized_design(f
     on_arrays.adapt(data)
     on_arrays.compile()
     on_arrays.fit(x, y, batch_size=256, epochs=1, verbose=0)
-    from_files = divergence.stable_learning_rate(on_files, data, {})
-    assert from_files == pytest.approx(divergence.stable_learning_rate(on_arrays, x, {}),
-                                       rel=1e-10)  # fmt: skip
-    assert on_files.learning_rate == pytest.approx(from_files / 2, rel=1e-6)
+    from_files = divergence.auto_learning_rate(on_files, data, {})
+    assert from_files == pytest.approx(
+        divergence.auto_learning_rate(on_arrays, x, {"batch_size": 256}), rel=1e-10
+    )
+    assert on_files.learning_rate == pytest.approx(from_files, rel=1e-6)
     # NumPy's standardized design (float64 statistics of the same rows): 1e-5, the
     # model standardizing in float32.
     x64 = values[:, :3]
     z = (x64 - x64.mean(axis=0)) / x64.std(axis=0)
-    assert on_files.learning_rate == pytest.approx(1.0 / _numpy_eigenvalues(z)[-1], rel=1e-5)
+    expected = _numpy_auto_rate(_numpy_eigenvalues(z)[-1], _numpy_row_curvature(z), 256,
+                                len(values))  # fmt: skip
+    assert on_files.learning_rate == pytest.approx(expected, rel=1e-5)
 
 
 def test_streamed_train_with_the_default_auto_rate(files, tmp_path, capfd):
