@@ -188,6 +188,29 @@ def test_auto_learning_rate_on_files_standardized_uses_the_standardized_design(f
     assert on_files.learning_rate == pytest.approx(expected, rel=1e-5)
 
 
+def test_auto_learning_rate_on_more_rows_than_a_chunk(tmp_path):
+    """100 000 rows, standardized: the Jacobian's chunks of 65 536 rows (forward mode,
+    linear in the rows), in memory and from a file, against NumPy's rule."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(100_000, 3)) * [1.0, 5.0, 0.2] + [3.0, -1.0, 0.0]).astype(np.float32)
+    y = (x @ np.float32([1.0, 2.0, -3.0]) + 0.5).astype(np.float32)
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": y}), path,
+                   row_group_size=30_000)  # fmt: skip
+    x64 = x.astype(np.float64)
+    z = (x64 - x64.mean(axis=0)) / x64.std(axis=0)
+    expected = 1.0 / _numpy_eigenvalues(z)[-1]  # full batch
+    in_memory = keras_linreg.LinearRegression(learning_rate="auto", standardize=True)
+    in_memory.compile()
+    in_memory.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
+    assert in_memory.learning_rate == pytest.approx(expected, rel=1e-5)
+    on_file = keras_linreg.LinearRegression(learning_rate="auto", standardize=True)
+    on_file.compile()
+    on_file.fit(dataset_from_files(str(path), target="y", batch_size=len(y)), epochs=1,
+                verbose=0)  # fmt: skip
+    assert on_file.learning_rate == pytest.approx(expected, rel=1e-5)
+
+
 def test_streamed_train_with_the_default_auto_rate(files, tmp_path, capfd):
     paths, values = files
     capfd.readouterr()
