@@ -18,6 +18,7 @@ from keras_linreg import inputs
 __all__ = [
     "hessian_eigenvalues",
     "least_squares",
+    "loss_curvature",
     "max_row_curvature",
     "max_stable_learning_rate",
 ]
@@ -560,8 +561,12 @@ def max_stable_learning_rate(
 
     Args:
         x: Array of shape `(n,)` (one feature) or `(n, n_features)`, the
-            features the model is trained on.
-        sample_weight: Optional non-negative array of shape `(n,)`.
+            features the model is trained on; or a finite iterable of
+            `(x, y[, sample_weight])` batches (a `tf.data.Dataset`, a
+            `dataset_from_files` dataset, a generator), read once (see
+            `hessian_eigenvalues`).
+        sample_weight: Optional non-negative array of shape `(n,)` (omitted
+            with batches, which carry their weights).
         design: Optional function of a chunk of rows of `x` returning the
             prediction's Jacobian in the trainable weights, for a model that
             transforms its features first (see `hessian_eigenvalues`).
@@ -592,9 +597,16 @@ def hessian_eigenvalues(
     `H` are constant). `Z^T W Z` is accumulated over chunks of rows, so a large
     float32 `x` is never copied whole to float64.
 
+    `x` may also be a finite iterable of `(x, y)` or `(x, y, sample_weight)`
+    batches (a `tf.data.Dataset`, a `keras_linreg.data.dataset_from_files`
+    dataset, a generator; not a list, which reads as rows), read once:
+    `Z^T W Z = Σ_batches Z_b^T W_b Z_b` and `n = Σ n_b`, with `design` applied
+    to each batch's rows, in O(p²) memory. `y` is not used.
+
     Args:
-        x: Features, `(n,)` or `(n, n_features)`.
-        sample_weight: Optional non-negative array of shape `(n,)`.
+        x: Features, `(n,)` or `(n, n_features)`, or an iterable of batches.
+        sample_weight: Optional non-negative array of shape `(n,)`; with
+            batches, omitted (the weights are the batches' third entries).
         design: Optional function mapping a chunk of rows of `x` (shape `(m, k)`)
             to its rows of `Z` (shape `(m, p)`). Defaults to `[x, 1]`.
         l2: An L2 slope penalty's coefficient: `H` gains `2·l2` on the diagonal
@@ -606,16 +618,9 @@ def hessian_eigenvalues(
     Returns:
         A float64 array of the `p` eigenvalues, ascending.
     """
-    x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
-    n = len(x)
-    gram = 0.0
-    for z, w in _jacobian_chunks(x, sample_weight, design, fit_intercept):
-        gram = gram + z.T @ (z if w is None else z * w[:, None])
-    hessian = (2.0 / n) * gram
-    if l2:
-        k = x.shape[1] if x.ndim == 2 else 1
-        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
-    return np.linalg.eigvalsh(hessian)
+    return loss_curvature(
+        x, sample_weight, design=design, l2=l2, fit_intercept=fit_intercept
+    )[0]
 
 
 def max_row_curvature(
@@ -627,24 +632,66 @@ def max_row_curvature(
     Hessian `2 w_i z_i z_i^T + 2·l2·I_slope` has this as its largest eigenvalue
     (up to `2·l2`, an upper bound). It bounds how sharp a mini-batch's loss can be,
     which the full-batch Hessian does not see (`learning_rate.auto_learning_rate`).
-    Arguments as for `hessian_eigenvalues`.
+    Arguments as for `hessian_eigenvalues` (an iterable of batches too).
 
     Returns:
         A float >= 0.
     """
-    x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
-    largest = 0.0
-    for z, w in _jacobian_chunks(x, sample_weight, design, fit_intercept):
+    return loss_curvature(
+        x, sample_weight, design=design, l2=l2, fit_intercept=fit_intercept
+    )[1]
+
+
+def loss_curvature(x, sample_weight=None, *, design=None, l2=0.0, fit_intercept=True):
+    """`hessian_eigenvalues`, `max_row_curvature` and the row count, in one pass.
+
+    Arguments as for `hessian_eigenvalues`: arrays, or a finite iterable of
+    `(x, y[, sample_weight])` batches read once (`learning_rate="auto"` on a
+    `dataset_from_files` dataset reads its files once for both).
+
+    Returns:
+        `(eigenvalues, row_curvature, n)`: the float64 eigenvalues of
+        `H = (2 / n) Z^T W Z` (+ `2·l2` on the slope), ascending;
+        `max_i 2·w_i·|z_i|² + 2·l2`; and the number of rows `n`.
+    """
+    if _is_batches(x):
+        if sample_weight is not None:
+            raise ValueError(
+                "Received `sample_weight` beside an iterable of batches, expected the "
+                "weights inside the batches, as `(x, y, sample_weight)` tuples. "
+                f"Received: sample_weight={type(sample_weight).__name__}"
+            )
+        chunks = (
+            chunk
+            for _, rows, _, weights, _ in inputs.batches(x)
+            for chunk in _jacobian_chunks(rows, weights, design, fit_intercept)
+        )
+    else:
+        x, _, sample_weight = inputs.check_arrays(x, None, sample_weight, require_y=False)
+        chunks = _jacobian_chunks(x, sample_weight, design, fit_intercept)
+    gram, largest, n, k = 0.0, 0.0, 0, None
+    for z, w, rows in chunks:
+        gram = gram + z.T @ (z if w is None else z * w[:, None])
         norms = np.einsum("ij,ij->i", z, z)
         if w is not None:
             norms = norms * w
         if norms.size:
             largest = max(largest, float(norms.max()))
-    return 2.0 * largest + 2.0 * float(l2)
+        n, k = n + len(z), rows.shape[1] if rows.ndim == 2 else 1
+    hessian = (2.0 / n) * gram  # n > 0: empty data is refused
+    if l2:
+        hessian[np.arange(k), np.arange(k)] += 2.0 * l2
+    return np.linalg.eigvalsh(hessian), 2.0 * largest + 2.0 * float(l2), n
+
+
+def _is_batches(x):
+    """Whether the curvature functions' `x` is an iterable of batches (not rows)."""
+    return inputs.is_batched(x) and not inputs.is_in_memory(x)
 
 
 def _jacobian_chunks(x, sample_weight, design, fit_intercept):
-    """`(z, w)` per chunk of rows: the rows of `Z` in float64 and their weights (or None)."""
+    """`(z, w, rows)` per chunk of rows: the rows of `Z` in float64, their weights
+    (or None), and the chunk of `x`."""
     for start in range(0, len(x), _CHUNK_ROWS):
         rows = x[start : start + _CHUNK_ROWS]
         if design is None and not fit_intercept:
@@ -657,4 +704,4 @@ def _jacobian_chunks(x, sample_weight, design, fit_intercept):
         w = None
         if sample_weight is not None:
             w = sample_weight[start : start + _CHUNK_ROWS].astype(np.float64)
-        yield z, w
+        yield z, w, rows

@@ -75,7 +75,8 @@ class LinearRegression(keras.Model):
             the loss on the training rows and the batch size (`1 / λ_max` of
             its Hessian full batch, less for mini-batches; see
             `keras_linreg.learning_rate.auto_learning_rate`), for in-memory
-            data; saved with the model once computed. Defaults to 0.01 (the
+            data or a `dataset_from_files` dataset (one pass over its files);
+            saved with the model once computed. Defaults to 0.01 (the
             tutorial's rate).
         slope_initializer: Initializer for `slope` (a Keras initializer name
             or object). Defaults to `"zeros"`.
@@ -477,11 +478,12 @@ class LinearRegression(keras.Model):
         """Sets `learning_rate="auto"`'s rate from the training data, at the first fit."""
         if not (self.compiled and self._auto_rate_pending()):
             return
-        if not inputs.is_in_memory(x):
+        if not (inputs.is_in_memory(x) or inputs.is_file_dataset(x)):
             raise ValueError(
                 'Received an invalid value for `x`: learning_rate="auto" computes the '
-                "rate from in-memory training data (NumPy arrays, tensors, pandas), "
-                "and cannot see a dataset or generator before training. Pass a number "
+                "rate from in-memory training data (NumPy arrays, tensors, pandas) or a "
+                "keras_linreg.data.dataset_from_files dataset (one pass over its files), "
+                "and cannot see another dataset or generator before training. Pass a number "
                 "(e.g. keras_linreg.max_stable_learning_rate(x_sample) / 2). "
                 f"Received: x of type {type(x).__name__}"
             )

@@ -202,7 +202,7 @@ def _warn_if_not_converged(args, model, x, y) -> None:
     _warn_about_gap(args, relative_gap(model, x.astype(np.float32), y.astype(np.float32)))
 
 
-def _warn_about_gap(args, gap, streamed=False) -> None:
+def _warn_about_gap(args, gap) -> None:
     from keras_linreg.convergence import DEFAULT_TOLERANCE
 
     tolerance = args.tol or DEFAULT_TOLERANCE
@@ -211,7 +211,7 @@ def _warn_about_gap(args, gap, streamed=False) -> None:
     advice = ["more --epochs"]
     if not args.standardize:
         advice.append("--standardize")
-    if args.learning_rate != "auto" and not streamed:
+    if args.learning_rate != "auto":
         advice.append("--learning-rate auto")
     print(
         f"keras-linreg train: warning: the fit has not converged: its parameters are "

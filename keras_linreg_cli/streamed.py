@@ -3,7 +3,8 @@
 The model trains on the `keras_linreg.data.dataset_from_files` dataset (Keras' loop,
 a streaming standardization pass first); the least-squares optimum the report and
 `--tol` compare with comes from one streaming pass of `keras_linreg.least_squares`,
-R² and the MSE from one more pass under the final parameters, and `--report`'s
+`--learning-rate auto` from one pass summing the Hessian over the batches (`fit`
+does it), R² and the MSE from one more pass under the final parameters, and `--report`'s
 statistics from `keras_linreg.ols` in one more. Memory stays a few batches
 whatever the files' size. Options that need the rows in memory are refused.
 """
@@ -11,6 +12,7 @@ whatever the files' size. Options that need the rows in memory are refused.
 from __future__ import annotations
 
 import os
+import time
 
 import keras  # imported once TensorFlow has started (commands.train)
 import numpy as np
@@ -26,7 +28,7 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
         data: The files, their features and dataset.
         outputs: The run's `commands._Outputs` (all or none).
         input_error: The exception class for bad input (exit 2).
-        warn_about_gap: `commands._warn_about_gap(args, gap, streamed=True)`.
+        warn_about_gap: `commands._warn_about_gap(args, gap)`.
     """
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
@@ -62,6 +64,11 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
     if reference is not None:
         callbacks.append(_GapStopping(reference, args.tol))
     verbose = 0 if args.quiet else 1 if _isatty() else 2
+    if verbose == 2:  # piped: one line per epoch with the rows/s, instead of Keras'
+        from keras_linreg.inputs import FILE_READER_ATTRIBUTE
+
+        callbacks.append(_EpochLines(getattr(data.dataset, FILE_READER_ATTRIBUTE), args.epochs))
+        verbose = 0
     try:
         history = model.fit(data.dataset, epochs=args.epochs, callbacks=callbacks,
                             verbose=verbose)  # fmt: skip
@@ -101,7 +108,7 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
         statistics_error=statistics_error,
     )
     print(format_report(report))
-    warn_about_gap(args, reference.gap(model), streamed=True)
+    warn_about_gap(args, reference.gap(model))
     if log_dir is not None:
         print(f"TensorBoard logs: {log_dir}")
     if args.report:
@@ -132,11 +139,6 @@ def _refuse_in_memory_options(args, data, input_error):
     need = None
     if len(args.learning_rates) > 1:
         need = "a --learning-rate sweep (several rates)"
-    elif args.learning_rate == "auto":
-        need = (
-            "--learning-rate auto (the default; it computes the rate from the rows in "
-            "memory): pass a number, e.g. --learning-rate 0.1 with --standardize,"
-        )
     elif args.validation_split:
         need = "--validation-split (give validation files to a script instead)"
     elif args.plot:
@@ -243,6 +245,39 @@ class _Batches:
 
     def __iter__(self):
         return iter(self._data.batches())
+
+
+class _EpochLines(keras.callbacks.Callback):
+    """One line per epoch on a pipe: its rows, time, rows/s and logs.
+
+    `Epoch 3/10 - 2000000 rows in 1.25 s (1.6M rows/s) - loss: 0.0123`. The rows
+    are those the files' reader yielded during the epoch (`rows_read`); on a
+    terminal Keras' own progress bar is kept instead.
+    """
+
+    def __init__(self, reader, epochs):
+        super().__init__()
+        self.reader, self.epochs = reader, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.rows = time.perf_counter(), self.reader.rows_read
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.start
+        rows = self.reader.rows_read - self.rows
+        metrics = "".join(f" - {name}: {float(value):.4g}" for name, value in (logs or {}).items())
+        shown = f"{seconds:.3g}" if seconds < 100 else f"{seconds:.0f}"
+        print(f"Epoch {epoch + 1}/{self.epochs} - {rows} rows in {shown} s "
+              f"({_format_rate(rows / max(seconds, 1e-9))}){metrics}",
+              flush=True)  # fmt: skip
+
+
+def _format_rate(rows_per_second):
+    """`1.60M rows/s`, `850k rows/s`, `12 rows/s`."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if rows_per_second >= scale:
+            return f"{rows_per_second / scale:.3g}{suffix} rows/s"
+    return f"{rows_per_second:.3g} rows/s"
 
 
 class _GapStopping(keras.callbacks.Callback):

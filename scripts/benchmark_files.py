@@ -10,10 +10,20 @@ Side by side in one process, rows/s (best of `--repeats` passes after one untime
 - `pyarrow`: pyarrow alone to NumPy batches, `pyarrow.csv.open_csv` with `column_types` (CSV)
   or `ParquetFile.read_row_group` (Parquet), each column to a float32 NumPy array;
 - `dataset`: iterating `dataset_from_files(..., batch_size=65536)` (what `fit` consumes);
-- `fit`: one epoch of `LinearRegression.fit` on that dataset (the epoch's wall time);
+- `fit`: one `LinearRegression.fit(dataset, epochs=1)` call (its wall time, with
+  Keras' set-up of the call: callbacks, iterator, first step);
+- `fit_epoch`: one epoch inside a longer `fit` on that dataset (timed by a callback from
+  `on_epoch_begin` to `on_epoch_end`, best of the epochs after the first): the rate of a
+  long training run;
 - `fit_arrays`: one epoch of `fit` on the same rows already in memory (the fast path), for scale.
 
-Prints a table and writes nothing; docs/data.md reports a run.
+With `--profile`, instead, where one Parquet epoch's time goes: wall and CPU time
+(`time.process_time`, all threads) of pyarrow alone, of the dataset's NumPy reader alone
+(the pyarrow reads, the checks, the batching), of the `tf.data` dataset consumed inside a
+`tf.function` (the reader plus the hand-over to tensors, no Python per batch), and of a
+`fit` epoch (all that plus Keras' step), medians over `--repeats` rounds.
+
+Prints a table and writes nothing; docs/data.md reports runs.
 """
 
 from __future__ import annotations
@@ -79,6 +89,82 @@ def dataset_pass(dataset):
     return rows
 
 
+def epoch_rate(model, dataset, rows, repeats):
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    timer = Timer()
+    model.fit(dataset, epochs=repeats + 1, verbose=0, callbacks=[timer])
+    return rows / min(timer.seconds[1:])
+
+
+def profile(parquet, rows, repeats):
+    import keras
+    import tensorflow as tf
+
+    import keras_linreg
+    from keras_linreg.data import dataset_from_files
+    from keras_linreg.inputs import FILE_READER_ATTRIBUTE
+
+    dataset = dataset_from_files(parquet, target="y", batch_size=BATCH)
+    reader = getattr(dataset, FILE_READER_ATTRIBUTE)
+    model = keras_linreg.LinearRegression(learning_rate=0.01)
+    model.compile()
+
+    @tf.function
+    def consume(data):
+        count = tf.constant(0)
+        for x, _ in data:
+            count += tf.shape(x)[0]
+        return count
+
+    def timed(function):
+        wall, cpu = time.perf_counter(), time.process_time()
+        function()
+        return [(time.perf_counter() - wall, time.process_time() - cpu)]
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = (time.perf_counter(), time.process_time())
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append((time.perf_counter() - self.start[0],
+                               time.process_time() - self.start[1]))
+
+    def fit_epochs():
+        timer = Timer()
+        timer.times = []
+        model.fit(dataset, epochs=3, verbose=0, callbacks=[timer])
+        return timer.times[1:]
+
+    parts = {
+        "pyarrow alone": lambda: timed(lambda: pyarrow_pass(parquet)),
+        "reader (NumPy)": lambda: timed(lambda: sum(len(b[0]) for b in reader())),
+        "tf.data dataset": lambda: timed(lambda: int(consume(dataset))),
+        "fit epoch": fit_epochs,
+    }
+    for function in parts.values():
+        function()  # untimed: tracing, caches
+    times = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, function in parts.items():
+            times[name] += function()
+    print(f"{'Parquet, one pass':18s} {'wall ms':>8s} {'CPU ms':>8s} {'M rows/s':>9s}")
+    for name, values in times.items():
+        wall, cpu = np.median(np.array(values), axis=0)
+        print(f"{name:18s} {wall * 1e3:8.1f} {cpu * 1e3:8.1f} {rows / wall / 1e6:9.1f}")
+
+
 def best_rate(function, repeats):
     function()  # untimed: tracing, caches
     best = float("inf")
@@ -93,6 +179,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=float, default=2e6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="where one Parquet epoch's time goes, instead of the table")
     arguments = parser.parse_args()
     rows = int(arguments.rows)
 
@@ -101,6 +189,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as directory:
         csv, parquet, x, y = write_files(directory, rows)
+        if arguments.profile:
+            return profile(parquet, rows, max(arguments.repeats, 5))
         print(f"{rows} rows x 5 columns; CSV {os.path.getsize(csv) / 1e6:.0f} MB, "
               f"Parquet {os.path.getsize(parquet) / 1e6:.0f} MB; batch {BATCH}; "
               f"{os.cpu_count()} CPUs")
@@ -123,12 +213,14 @@ def main():
             results[f"{name}_dataset"] = best_rate(lambda d=dataset: dataset_pass(d),
                                                    arguments.repeats)
             results[f"{name}_fit"] = best_rate(fit_files(path), arguments.repeats)
+            results[f"{name}_fit_epoch"] = epoch_rate(model, dataset, rows, arguments.repeats)
         for name, rate in results.items():
             print(f"{name:18s} {rate / 1e6:7.2f} M rows/s")
         for name in ("csv", "parquet"):
             base = results[f"{name}_pyarrow"]
             print(f"{name}: dataset/pyarrow {results[f'{name}_dataset'] / base:.2f}, "
-                  f"fit/pyarrow {results[f'{name}_fit'] / base:.2f}")
+                  f"fit/pyarrow {results[f'{name}_fit'] / base:.2f}, "
+                  f"fit_epoch/pyarrow {results[f'{name}_fit_epoch'] / base:.2f}")
 
 
 if __name__ == "__main__":

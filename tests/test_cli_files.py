@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import os
+import re
 
 import keras
 import numpy as np
@@ -129,11 +130,10 @@ def test_train_on_mixed_files_reports_least_squares(shards, tmp_path, capfd, bud
     assert list(model.feature_names) == ["a", "b"]  # the text column is no feature
 
 
-def test_streamed_train_needs_a_numeric_rate_and_no_in_memory_options(shards, tmp_path, capfd):
+def test_streamed_train_refuses_in_memory_options(shards, tmp_path, capfd):
     _, paths, _ = shards
     saved = tmp_path / "m.keras"
     for extra, message in [
-        ([], "rules out --learning-rate auto"),
         (["--learning-rate", "0.1", "--validation-split", "0.2"], "--validation-split"),
         (["--learning-rate", "0.1", "--plot", tmp_path / "p.png"], "--plot"),
         (["--learning-rate", "0.1", "--l2", "0.1"], "--l1/--l2"),
@@ -304,3 +304,25 @@ def test_a_one_row_file_is_refused_when_streamed_too(tmp_path, capfd):
                             "--memory-budget", "0", "--learning-rate", "0.1")  # fmt: skip
     assert status == 2, out
     assert "expected at least 2 data rows, received 1" in err and "Traceback" not in err
+
+
+def test_streamed_train_piped_prints_rows_per_second_per_epoch(shards, capfd):
+    folder, _, values = shards
+    status, out, err = _run(
+        capfd, "train", folder / "part-*", "--target", "y", "--learning-rate", 0.1,
+        "--epochs", 3, "--tol", 0, "--batch-size", 64, "--no-log", "--memory-budget", 0,
+    )  # fmt: skip
+    assert status == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]  # as Keras' lines
+    for line in lines:  # e.g. "Epoch 1/3 - 300 rows in 0.0512 s (5.86k rows/s) - loss: 0.52"
+        match = re.fullmatch(
+            r"Epoch \d/3 - (\d+) rows in ([\d.]+) s \(([\d.]+)([kMG]?) rows/s\) - loss: (\S+)",
+            line,
+        )
+        assert match, line
+        assert int(match[1]) == len(values)  # every row of the three files, each epoch
+        rate = float(match[3]) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}[match[4]]
+        assert rate == pytest.approx(len(values) / float(match[2]), rel=0.02)  # 3 digits
+        assert np.isfinite(float(match[5]))
+    assert "\r" not in out and "\x1b[" not in out  # no progress bar on a pipe

@@ -188,6 +188,64 @@ def test_memory_is_bounded_by_batches_and_one_block(tmp_path):
     assert shuffled._keras_linreg_files.peak_rows_held <= 1000 + 4 * 300 + 300
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])  # unknown and known length
+def test_each_iterator_is_its_own_pass(tmp_path, suffix):
+    """Interleaved iterators, an abandoned one (`take`), `repeat` and `cardinality`
+    behave as for any `tf.data.Dataset`: each iterator reads the files from the start."""
+    values = _table(1000)
+    path = (_write_csv(tmp_path / "d.csv", values) if suffix == ".csv"
+            else _write_parquet(tmp_path / "d.parquet", values, row_group_size=300))  # fmt: skip
+    dataset = dataset_from_files(path, target="y", features=["a", "b"], batch_size=128)
+    expected = [values[i : i + 128, 3] for i in range(0, 1000, 128)]  # 8 batches, the last 104
+    known = 8 if suffix == ".parquet" else tf.data.UNKNOWN_CARDINALITY
+    assert int(dataset.cardinality()) == known
+    first, second = iter(dataset), iter(dataset)
+    seen = {0: [], 1: []}
+    for _ in range(8):  # alternating
+        seen[0].append(next(first)[1].numpy())
+        seen[1].append(next(second)[1].numpy())
+    for iterator in (first, second):
+        with pytest.raises(StopIteration):
+            next(iterator)
+    for batches in seen.values():
+        assert len(batches) == 8
+        for got, want in zip(batches, expected, strict=True):
+            np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert [len(b[1]) for b in dataset.take(3)] == [128, 128, 128]  # abandoned mid-file
+    repeated = [b[1].numpy() for b in dataset.repeat(2)]
+    assert len(repeated) == 16
+    np.testing.assert_array_equal(np.concatenate(repeated[8:]), values[:, 3].astype(np.float32))
+    assert dataset._keras_linreg_files.passes == 5  # 2 interleaved, take, 2 repeated
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_more_iterators_than_held_open_are_read_again_not_lost(tmp_path, shuffle):
+    """Six interleaved iterators (more than the 4 passes held open): the ones closed
+    meanwhile are read again up to where they were, each with its own pass's order."""
+    values = _table(1000)
+    path = _write_parquet(tmp_path / "d.parquet", values, row_group_size=300)
+    dataset = dataset_from_files(path, target="y", features=["a", "b"], batch_size=128,
+                                 shuffle=shuffle, seed=5)  # fmt: skip
+    reader = dataset._keras_linreg_files
+    iterators = [iter(dataset) for _ in range(6)]
+    seen = [[] for _ in iterators]
+    for _ in range(8):
+        for batches, iterator in zip(seen, iterators, strict=True):
+            batches.append(next(iterator)[1].numpy())
+    assert reader.passes == 6
+    assert reader.rows_read > 6 * 1000  # some passes were closed and read again
+    target = np.sort(values[:, 3].astype(np.float32))
+    orders = []
+    for number, batches in enumerate(seen):
+        assert [len(b) for b in batches] == [128] * 7 + [104]
+        order = np.concatenate(batches)
+        np.testing.assert_array_equal(np.sort(order), target)  # every row once
+        # Pass `number`'s order, as the reader gives it read straight through.
+        np.testing.assert_array_equal(order, np.concatenate([b[1] for b in reader(number)]))
+        orders.append(order)
+    assert all(np.array_equal(o, orders[0]) for o in orders) == (not shuffle)
+
+
 # -------------------------------------------------------------------- errors
 def _first_error(make_dataset):
     """The error making or iterating the dataset raises, as `fit` would raise it."""
