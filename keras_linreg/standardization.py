@@ -336,10 +336,15 @@ class _Moments:
         n = len(x)
         if n == 0:
             return
-        if not np.all(np.isfinite(x)):
+        bad = inputs.first_invalid_value(x.reshape(-1), float32=False)
+        if bad is not None:
+            index, problem = bad
+            row, column = divmod(int(index), x.shape[1])
             raise ValueError(
-                "Received non-finite values (NaN or inf) in `x`: feature "
-                "statistics need finite data."
+                "Received non-finite values in `x`: feature statistics need finite "
+                f"data, but the value at row {self.count + row} (0-based, over all "
+                f"batches so far), column {column} {problem}. "
+                f"Received: x[{self.count + row}, {column}]={float(x[row, column])!r}"
             )
         mean = x.mean(axis=0)
         m2 = np.square(x - mean).sum(axis=0)
