@@ -277,17 +277,21 @@ class _TrainingData:
         data.batch_size = batch_size
         return data
 
-    def max_stable_learning_rate(self, model):
-        if self.x is None:
-            return None
+    def _rows_and_weights(self):
         x, n = self.x
         weights = self.sample_weight
         if weights is not None:
             weights = inputs.to_numpy(weights).reshape(-1)[:n]
+        return inputs.to_numpy(x)[:n], weights
+
+    def max_stable_learning_rate(self, model):
+        if self.x is None:
+            return None
         try:
             _, l2 = regularization.coefficients(model.slope_regularizer)
+            rows, weights = self._rows_and_weights()
             return closed_form.max_stable_learning_rate(
-                inputs.to_numpy(x)[:n], weights, design=_jacobian(model), l2=l2
+                rows, weights, design=_jacobian(model), l2=l2
             )
         except (ValueError, np.linalg.LinAlgError, tf.errors.OpError):
             return None  # only a hint for the message: fall back to "a tenth"
@@ -296,18 +300,15 @@ class _TrainingData:
         """`(λ_max(H), max row curvature)` in the trainable weights, or None."""
         if self.x is None:
             return None
-        x, n = self.x
-        weights = self.sample_weight
-        if weights is not None:
-            weights = inputs.to_numpy(weights).reshape(-1)[:n]
         try:
             _, l2 = regularization.coefficients(model.slope_regularizer)
-            rows, design = inputs.to_numpy(x)[:n], _jacobian(model)
-            largest = closed_form.hessian_eigenvalues(rows, weights, design=design, l2=l2)[-1]
-            sharpest = closed_form.max_row_curvature(rows, weights, design=design, l2=l2)
+            rows, weights = self._rows_and_weights()
+            eigenvalues, sharpest, _ = closed_form.loss_curvature(
+                rows, weights, design=_jacobian(model), l2=l2
+            )
         except (ValueError, np.linalg.LinAlgError, tf.errors.OpError):
             return None
-        return float(largest), sharpest
+        return float(eigenvalues[-1]), sharpest
 
 
     def standardize_hint(self):
