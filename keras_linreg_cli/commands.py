@@ -115,7 +115,12 @@ def train(args) -> int:
     import keras_linreg
     from keras_linreg.callbacks import new_run_dir
     from keras_linreg.inputs import split_point
-    from keras_linreg_cli.report import fit_regression, format_report, summarize, write_report
+    from keras_linreg_cli.report import (
+        fit_from_arguments,
+        format_report,
+        summarize,
+        write_report,
+    )
 
     train_rows = split_point(len(y), args.validation_split)  # the rows Keras trains on
     if train_rows < 2:
@@ -133,20 +138,12 @@ def train(args) -> int:
         log_dir = args.log_dir or new_run_dir(os.path.join("logs", "train"))
         callbacks.append(keras_linreg.ParameterLogger(log_dir))
     try:
-        model, history = fit_regression(
+        model, history = fit_from_arguments(
+            args,
             x.astype(np.float32),
             y.astype(np.float32),
-            feature_names=features,
+            features,
             learning_rate=args.learning_rate,
-            epochs=args.epochs,
-            tol=args.tol,
-            batch_size=args.batch_size,
-            validation_split=args.validation_split,
-            standardize=args.standardize,
-            fit_intercept=not args.no_intercept,
-            l1=args.l1,
-            l2=args.l2,
-            seed=args.seed,
             callbacks=callbacks,
             verbose=_progress(args),
         )

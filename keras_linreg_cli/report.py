@@ -137,6 +137,27 @@ def fit_regression(
     return model, history
 
 
+def fit_from_arguments(args, x, y, features, *, learning_rate, callbacks, verbose):
+    """`fit_regression` with `keras-linreg train`'s options (`args`), at `learning_rate`."""
+    return fit_regression(
+        x,
+        y,
+        feature_names=features,
+        learning_rate=learning_rate,
+        epochs=args.epochs,
+        tol=args.tol,
+        batch_size=args.batch_size,
+        validation_split=args.validation_split,
+        standardize=args.standardize,
+        fit_intercept=not getattr(args, "no_intercept", False),
+        l1=args.l1,
+        l2=args.l2,
+        seed=args.seed,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+
 def summarize(
     model: LinearRegression,
     history: keras.callbacks.History,

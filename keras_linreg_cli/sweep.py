@@ -189,7 +189,7 @@ def run_sweep(args, x, y, features) -> int:
     from keras_linreg.hparams import METRICS, least_squares_gap
     from keras_linreg.inputs import split_point
     from keras_linreg_cli import PROG
-    from keras_linreg_cli.report import fit_regression
+    from keras_linreg_cli.report import fit_from_arguments
 
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
     rows = split_point(len(y), args.validation_split)  # the rows Keras trains on
@@ -231,22 +231,8 @@ def run_sweep(args, x, y, features) -> int:
         )
         stable = None
         try:
-            _, history = fit_regression(
-                x32,
-                y32,
-                feature_names=features,
-                learning_rate=rate,
-                epochs=args.epochs,
-                tol=args.tol,
-                batch_size=args.batch_size,
-                validation_split=args.validation_split,
-                standardize=args.standardize,
-                l1=args.l1,
-                l2=args.l2,
-                seed=args.seed,
-                callbacks=[logger],
-                verbose=0,
-                **no_intercept,
+            _, history = fit_from_arguments(
+                args, x32, y32, features, learning_rate=rate, callbacks=[logger], verbose=0
             )
             diverged = False
         except keras_linreg.DivergenceError as error:  # marked; the sweep goes on
