@@ -42,3 +42,23 @@ def pytest_collection_modifyitems(config, items):
     the many short ones instead of running alone at the end. Order is otherwise kept.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture
+def keras_fit_calls(monkeypatch):
+    """The models `keras.Model.fit` (Keras' own loop, not the fast path) ran for, in
+    order; Keras' `fit` still runs. Shows which path a `LinearRegression.fit` took."""
+    import functools
+
+    import keras
+
+    calls = []
+    keras_fit = keras.Model.fit
+
+    @functools.wraps(keras_fit)
+    def recording_fit(self, *args, **kwargs):
+        calls.append(self)
+        return keras_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    return calls

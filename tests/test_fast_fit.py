@@ -19,7 +19,6 @@ to record the models it ran for, and `fit_fast` fails if `LinearRegression.fit` 
 to it, so an equivalence test cannot pass by comparing Keras' loop with itself.
 """
 
-import functools
 import math
 import warnings
 
@@ -78,21 +77,6 @@ def assert_same_fit(fast, stock, fast_model, stock_model, rtol=1e-5):
         np.testing.assert_allclose(fast.history[key], stock.history[key], rtol=rtol, err_msg=key)
     for a, b in zip(fast_model.get_parameters(), stock_model.get_parameters(), strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol)
-
-
-@pytest.fixture
-def keras_fit_calls(monkeypatch):
-    """The models `keras.Model.fit` (Keras' own loop) ran for, in order; it still runs."""
-    calls = []
-    keras_fit = keras.Model.fit
-
-    @functools.wraps(keras_fit)
-    def recording_fit(self, *args, **kwargs):
-        calls.append(self)
-        return keras_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", recording_fit)
-    return calls
 
 
 def ran_keras_fit(calls, model):

@@ -21,12 +21,12 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 
 import h5py
 import keras
 import numpy as np
 import pytest
+from _processes import stdout_lines
 
 CHILD = pathlib.Path(__file__).with_name("_training_child.py")
 TEST_CALLBACKS = pathlib.Path(__file__).with_name("test_callbacks.py")
@@ -95,19 +95,6 @@ def _start(backup_dir, log_dir):
     )
 
 
-def _lines(process):
-    """A queue of the child's stdout lines (None at EOF), filled by a thread."""
-    lines = queue.Queue()
-
-    def pump():
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
 def _records(lines):
     return [json.loads(line) for line in lines if line.startswith("{\"epoch\"")]
 
@@ -133,7 +120,7 @@ def test_sigkilled_training_resumes_with_nothing_lost_or_repeated(tmp_path, proc
     # 1. Start, wait for the end of epoch KILL_AFTER_EPOCH, SIGKILL.
     first = _start(backup_dir, log_dir)
     processes.append(first)
-    lines, seen = _lines(first), []
+    lines, seen = stdout_lines(first), []
     while True:
         try:
             line = lines.get(timeout=TIMEOUT)

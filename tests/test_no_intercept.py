@@ -14,7 +14,6 @@ sums); exports run the same float32 graph as `predict`, to 1e-6.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -67,21 +66,6 @@ def data(rng):
     y = (x @ np.array([1.5, -2.0, 0.5]) + 0.7 + rng.normal(0, 0.1, 256)).astype("float32")
     w = rng.uniform(0.5, 1.5, 256).astype("float32")
     return x, y, w
-
-
-@pytest.fixture
-def keras_fit_calls(monkeypatch):
-    """The models `keras.Model.fit` (Keras' own loop, not the fast path) ran for."""
-    calls = []
-    keras_fit = keras.Model.fit
-
-    @functools.wraps(keras_fit)
-    def recording_fit(self, *args, **kwargs):
-        calls.append(self)
-        return keras_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", recording_fit)
-    return calls
 
 
 def _fitted(x, y, w=None, **kwargs):

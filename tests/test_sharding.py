@@ -22,7 +22,6 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
+from _processes import stdout_lines
 from test_distribute import child_env, free_ports, run_children
 
 import keras_linreg
@@ -313,19 +313,6 @@ def test_two_workers_on_sharded_files_equal_one_process(tmp_path):
             assert_close(got, weighted_lstsq(x, y, w, **options), rtol=1e-9)
 
 
-def _lines(process):
-    """A queue of the child's stdout lines (None at EOF), filled by a thread."""
-    lines = queue.Queue()
-
-    def pump():
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
 @pytest.fixture
 def processes():
     started = []
@@ -394,7 +381,7 @@ def test_sigkilled_worker_resumes_with_backup_and_restore(tmp_path, processes):
     # 1. Both workers train; worker 1 stops mid-epoch 3 (worker 0 waits for it
     #    in the step's all-reduce); SIGKILL it, then the other: the cluster is down.
     first = start()
-    lines, seen = _lines(first[1]), []
+    lines, seen = stdout_lines(first[1]), []
     deadline = time.monotonic() + TIMEOUT
     while "paused" not in seen:
         try:
