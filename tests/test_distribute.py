@@ -137,7 +137,12 @@ def assert_same_run(actual, expected, what):
 def child_env(**extra):
     env = dict(os.environ)
     env.pop("TF_CONFIG", None)
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", **extra)
+    # PYTHONFAULTHANDLER: a child that dies of a signal (TF 2.21 segfaulted once in
+    # a tf_Compute thread of a 2-device MirroredStrategy child on a loaded machine,
+    # not reproduced in 6 reruns) leaves the Python stacks of its threads in stderr.
+    env.update(
+        TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONFAULTHANDLER="1", **extra
+    )
     return env
 
 
