@@ -37,8 +37,9 @@ def tf_summary_values(tmp_path, write):
     return values
 
 
-def parsed(serialized):
-    return summary_pb2.Summary.Value.FromString(serialized)
+def parsed(value):
+    """`value` through protobuf's own serializer and parser, as a reader sees it."""
+    return summary_pb2.Summary.Value.FromString(value.SerializeToString())
 
 
 def assert_same_value(ours, reference):
