@@ -53,6 +53,7 @@ def render(report, name):
         "tutorial": _tutorial,
         "fit_calls": _fit_calls,
         "memory": _memory,
+        "logger": _logger,
         "targets": _targets,
     }
     if name not in renderers:
@@ -216,6 +217,45 @@ def _memory(report):
     )
 
 
+_LOGGER_METHODS = {
+    "none": "no logger",
+    "parameter_logger": "`ParameterLogger`",
+    "previous_parameter_logger": "`ParameterLogger` before issue 17",
+}
+
+
+def _logger(report):
+    section = report.get("logger")
+    if not section:
+        return "(not measured in this run)"
+    rows = section["rows"]
+    lines = [
+        "| batch | " + " | ".join(_LOGGER_METHODS.values()) + " |",
+        "|---|" + "---|" * len(_LOGGER_METHODS),
+    ]
+    for batch in dict.fromkeys(row["batch"] for row in rows):
+        cells = []
+        for method in _LOGGER_METHODS:
+            row = next((r for r in rows if r["batch"] == batch and r["method"] == method), None)
+            cells.append(
+                "–"
+                if row is None
+                else f"{row['seconds_per_epoch'] * 1e3:.3f} ms ({row['over_none']:.2f}×)"
+            )
+        label = "full (442 rows)" if batch == "full" else str(batch)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    m = section["machine"]
+    load = ", ".join(f"{value:.1f}" for value in m.get("load_average_at_start", []))
+    fits = rows[0]["fits"]
+    lines.append("")
+    lines.append(
+        f"Median epoch over {fits} interleaved fits per cell ({rows[0]['epochs_per_fit']} epochs "
+        f"full batch, {rows[-1]['epochs_per_fit']} at batch 32); {m.get('cpu', 'unknown CPU')}, "
+        f"{m['cpus']} cores, load average (1, 5, 15 min) {load} when it started."
+    )
+    return "\n".join(lines)
+
+
 def _targets(report):
     plain = _fractions(report, "keras_linreg", False)
     shuffled = {row["n"]: row["fraction_of_floor"] for row in _rows(report, "keras_linreg", True)}
@@ -252,6 +292,21 @@ def _targets(report):
         ratio = report["tutorial"]["keras_linreg_over_eager"]
         lines.append(
             f"- The tutorial no slower than its eager loop: {met(ratio <= 1)} ({ratio:.2f}×)."
+        )
+    if report.get("logger"):
+        ratios = {
+            r["batch"]: r["over_none"]
+            for r in report["logger"]["rows"]
+            if r["method"] == "parameter_logger"
+        }
+        lines.append(
+            f"- An epoch with `ParameterLogger` ≤ 2× one without (442 × 10): "
+            f"{met(max(ratios.values()) <= 2)} ("
+            + ", ".join(
+                f"{ratio:.2f}× {'full batch' if batch == 'full' else f'at batch {batch}'}"
+                for batch, ratio in ratios.items()
+            )
+            + ")."
         )
     if report.get("memory"):
         ours = [r["added_over_data"] for r in report["memory"] if r["method"] == "keras_linreg"]

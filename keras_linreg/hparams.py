@@ -117,11 +117,11 @@ def check_session_hparams(hparams):
     return {_check_name(name): _scalar(name, value) for name, value in hparams.items()}
 
 
-def write_session_start(hparams, trial_id):
-    """Writes the session's hyperparameters to the default summary writer."""
+def session_start_summary(hparams, trial_id):
+    """The session's hyperparameters: the `Summary` proto `hp.hparams` writes (at step 0)."""
     from tensorboard.plugins.hparams import api as hp
 
-    hp.hparams(hparams, trial_id=trial_id, start_time_secs=time.time())
+    return hp.hparams_pb(hparams, trial_id=trial_id, start_time_secs=time.time())
 
 
 def least_squares_gap(slope, intercept, data, *, fit_intercept=True):

@@ -22,6 +22,11 @@ What it measures, side by side in one process (so ratios hold on a noisy machine
 - The tutorial workload: a fresh model, `compile()` and `fit(x, y, batch_size=100,
   epochs=100, verbose=0)` on the tutorial's 100 rows, against the tutorial's eager
   GradientTape loop (median of `--repeats` alternating runs).
+- The TensorBoard logger (`--sections logger`): seconds per epoch of a 442 × 10 fit (the
+  shape of scikit-learn's diabetes data) compiled as `keras-linreg train` compiles it, full
+  batch (the command's default) and batch 32, without a logger, with `ParameterLogger`, and
+  with a copy of the logger before issue 17 (`tf.summary` ops per tag, flushed per epoch),
+  side by side (median epoch of `--repeats` interleaved fits of each).
 - Peak memory added by `fit` on N = 4e6 (256 MB of features), one child process per
   measurement: the child makes its data, runs a tiny fit of 4 batches (so TensorFlow's
   one-time allocations, e.g. its runtime and XLA's compiler, are not counted), resets the
@@ -51,7 +56,7 @@ import numpy as np  # noqa: E402
 
 D = 16
 BATCH = 65536
-SECTIONS = ("throughput", "fit_calls", "tutorial", "memory")
+SECTIONS = ("throughput", "fit_calls", "tutorial", "memory", "logger")
 LEARNING_RATE = 1e-3
 
 
@@ -348,6 +353,141 @@ def tutorial(repeats):
     return result
 
 
+# ----------------------------------------------------------------------- logger
+LOGGER_ROWS, LOGGER_FEATURES = 442, 10  # scikit-learn's diabetes data
+
+
+def _previous_logger_class():
+    """`ParameterLogger` as it was before issue 17, for the before/after: every tag an
+    eager `tf.summary.scalar` (the histogram `tf.summary.histogram`) on a
+    `tf.summary.create_file_writer`, flushed after every epoch. Scalars, learning rate and
+    histogram only (no images, no hparams), which is all the benchmark asks of it."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_linreg import callbacks
+
+    class PreviousParameterLogger(callbacks.ParameterLogger):
+        def on_epoch_end(self, epoch, logs=None):
+            step = int(epoch)
+            logs = dict(logs or {})
+            slope, intercept = self.model.get_parameters()
+            slope = np.asarray(slope, dtype=np.float64).reshape(-1)
+            names = callbacks._slope_tags(slope.size, getattr(self.model, "feature_names", None))
+            own = {*callbacks._OWN_TAGS, *names}
+            learning_rate = callbacks._applied_learning_rate(self.model, logs)
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.run_dir)
+            with self._writer.as_default():
+                for name, value in logs.items():
+                    if name not in own:
+                        tf.summary.scalar(name, float(value), step=step)
+                if getattr(self.model, "fit_intercept", True):
+                    tf.summary.scalar("intercept", intercept, step=step)
+                for name, value in zip(names, slope, strict=True):
+                    tf.summary.scalar(name, value, step=step)
+                if learning_rate is not None:
+                    tf.summary.scalar("learning_rate", learning_rate, step=step)
+                if slope.size >= self.histogram_min_features:
+                    tf.summary.histogram("slopes", slope, step=step)
+            self._writer.flush()
+
+        def on_train_end(self, logs=None):
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    return PreviousParameterLogger
+
+
+def logger(repeats, epochs=300):
+    """Seconds per epoch with and without a TensorBoard logger, 442 × 10, side by side.
+
+    Per configuration (full batch, unshuffled, as `keras-linreg train` runs in-memory data;
+    batch 32, shuffled), `repeats` rounds of one fit per method, interleaved: `none`, the
+    current `ParameterLogger` and the previous one. An epoch is timed from one
+    `on_epoch_begin` to the next (a timer that runs first), so it includes every callback's
+    `on_epoch_end`; the median over all epochs but the first of each fit is reported.
+    """
+    import tempfile
+
+    import keras
+
+    import keras_linreg
+
+    at_start = machine()  # with the load average before the measurement
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(LOGGER_ROWS, LOGGER_FEATURES)).astype(np.float32)
+    y = x @ rng.normal(size=LOGGER_FEATURES) + 1.0 + rng.normal(0, 0.1, LOGGER_ROWS)
+    y = y.astype(np.float32)
+    previous = _previous_logger_class()
+
+    class EpochPeriod(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self._start = [], None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            now = time.perf_counter()
+            if self._start is not None:
+                self.seconds.append(now - self._start)
+            self._start = now
+
+        def on_train_end(self, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    loggers = {
+        "none": lambda log_dir: [],
+        "parameter_logger": lambda log_dir: [keras_linreg.ParameterLogger(log_dir)],
+        "previous_parameter_logger": lambda log_dir: [previous(log_dir)],
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        for batch in ("full", 32):
+            batch_size = LOGGER_ROWS if batch == "full" else batch
+            fit_epochs = epochs if batch == "full" else max(epochs // 6, 20)
+
+            def run(method, fit_epochs, batch_size=batch_size, batch=batch):
+                keras.utils.set_random_seed(0)
+                model = keras_linreg.LinearRegression(
+                    n_features=LOGGER_FEATURES, learning_rate=0.01
+                )
+                model.compile(metrics=[keras.metrics.R2Score()])  # as keras-linreg train
+                timer = EpochPeriod()
+                log_dir = tempfile.mkdtemp(dir=root)
+                model.fit(
+                    x, y, batch_size=batch_size, epochs=fit_epochs, shuffle=batch != "full",
+                    verbose=0, callbacks=[timer, *loggers[method](log_dir)],
+                )  # fmt: skip
+                return timer.seconds[1:]
+
+            for method in loggers:
+                run(method, 3)  # traces, warm-up
+            seconds = {method: [] for method in loggers}
+            for _ in range(repeats):
+                for method in loggers:
+                    seconds[method].extend(run(method, fit_epochs))
+            medians = {method: statistics.median(values) for method, values in seconds.items()}
+            for method, median in medians.items():
+                rows.append(
+                    {
+                        "n": LOGGER_ROWS,
+                        "d": LOGGER_FEATURES,
+                        "batch": batch,
+                        "method": method,
+                        "epochs_per_fit": fit_epochs,
+                        "fits": repeats,
+                        "seconds_per_epoch": median,
+                        "over_none": median / medians["none"],
+                    }
+                )
+                print(
+                    f"  batch={batch!s:4s} {method:26s} {median * 1e3:7.3f} ms/epoch "
+                    f"({median / medians['none']:.2f} x no logger)"
+                )
+    return {"machine": at_start, "rows": rows}
+
+
 # ----------------------------------------------------------------------- memory
 _MEMORY_CHILD = r"""
 import os, sys, json
@@ -505,6 +645,9 @@ def main(argv=None):
             f"({t['keras_linreg_over_eager']:.2f} x eager), stock fit {t['stock']:.3f} s "
             f"({t['stock_over_eager']:.2f} x eager)"
         )
+    if "logger" in sections:
+        print(f"TensorBoard logger ({LOGGER_ROWS} x {LOGGER_FEATURES}, median s/epoch):")
+        report["logger"] = logger(max(args.repeats, 3))
     if "memory" in sections:
         print(f"peak memory added by fit (N={int(args.memory_n):,d}, child processes):")
         report["memory"] = memory(int(args.memory_n))

@@ -9,9 +9,11 @@ must equal `float32(expected)` exactly.
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import time
+import urllib.error
 import urllib.parse
 
 import keras
@@ -21,6 +23,7 @@ import tensorflow as tf
 from _tensorboard import get_json as _get_json
 from _tensorboard import serve
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 
 import keras_linreg
 from keras_linreg import callbacks as callbacks_module
@@ -79,6 +82,129 @@ def two_feature_data(rng, n=64):
     x = rng.normal(size=(n, 2)).astype("float32")
     y = (x @ np.array([2.0, -3.0]) + 0.5 + rng.normal(0, 0.1, n)).astype("float32")
     return x, y
+
+
+class LogRecorder(keras.callbacks.Callback):
+    """A plain Keras callback: at each epoch end, the logs, `get_parameters()` and the rate."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs, self.logs, self.slopes, self.intercepts, self.rates = [], [], [], [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+        self.logs.append(dict(logs))
+        slope, intercept = self.model.get_parameters()
+        self.slopes.append(np.array(slope, dtype=np.float64))
+        self.intercepts.append(intercept)
+        self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+
+def assert_matches_recorder(series, recorder, fit_intercept=True, feature_names=None):
+    """Every tag of every epoch equals, in float32, what `recorder` saw; the
+    histogram equals TensorBoard's own (TensorFlow) bucketing of the slopes."""
+    slopes = np.array(recorder.slopes)
+    n_features = slopes.shape[1]
+    names = feature_names or [str(i) for i in range(n_features)]
+    expected = {key: [logs[key] for logs in recorder.logs] for key in recorder.logs[0]}
+    expected.update({f"slope/{name}": slopes[:, i] for i, name in enumerate(names)})
+    expected["learning_rate"] = recorder.rates
+    if fit_intercept:
+        expected["intercept"] = recorder.intercepts
+    histogram = n_features >= 10
+    assert set(series) == set(expected) | ({"slopes"} if histogram else set())
+    for tag, values in expected.items():
+        steps, logged = scalars(series, tag)
+        assert steps == recorder.epochs, tag
+        np.testing.assert_array_equal(logged, f32(values), err_msg=tag)
+    if histogram:
+        plugin, events = series["slopes"]
+        assert plugin == "histograms"
+        assert [step for step, _ in events] == recorder.epochs
+        for (_, buckets), slope in zip(events, slopes, strict=True):
+            reference = histogram_summary._buckets(tf.constant(slope)).numpy()
+            np.testing.assert_array_equal(buckets, reference)
+
+
+def diabetes_shaped(rng, n=120, n_features=10):
+    """Rows like scikit-learn's diabetes data (10 features), fewer of them."""
+    x = rng.normal(size=(n, n_features)).astype("float32")
+    y = (x @ rng.normal(size=n_features) + 1.5 + rng.normal(0, 0.1, n)).astype("float32")
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "case", ["full_batch", "mini_batch", "validation", "no_intercept", "dataset"]
+)
+def test_every_epoch_matches_an_independent_recorder(tmp_path, rng, case):
+    """The fast in-memory path full batch (as `keras-linreg train`) and with shuffled
+    mini-batches, validation data with a metric, a model without intercept, and a
+    `tf.data` input (Keras' own loop): the event file, read by TensorBoard's reader,
+    holds every epoch exactly as a plain callback recorded it."""
+    x, y = diabetes_shaped(rng)
+    fit_intercept = case != "no_intercept"
+    model = keras_linreg.LinearRegression(learning_rate=0.05, fit_intercept=fit_intercept)
+    model.compile(metrics=[keras.metrics.R2Score()] if case == "validation" else [])
+    recorder = LogRecorder()
+    kwargs = {"batch_size": len(x), "shuffle": False}
+    if case == "mini_batch":
+        kwargs = {"batch_size": 16, "shuffle": True}
+    elif case == "validation":
+        kwargs = {"batch_size": 32, "validation_data": (x[:30], y[:30])}
+    elif case == "dataset":
+        x, y, kwargs = tf.data.Dataset.from_tensor_slices((x, y)).batch(40), None, {}
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[recorder, ParameterLogger(tmp_path)], **kwargs)
+    if case == "validation":
+        assert {"val_loss", "val_r2_score"} <= set(recorder.logs[0])
+    series = read_run(str(tmp_path / "parameters"))
+    assert_matches_recorder(series, recorder, fit_intercept=fit_intercept)
+    assert np.all(np.abs(np.diff(np.array(recorder.slopes), axis=0)) > 0)  # it learned
+
+
+class _RaiseAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_a_fit_that_raises_leaves_whole_epochs_and_its_file_is_closed(tmp_path, rng):
+    """A callback raises at epoch 2 (after the logger): `on_train_end` never runs, yet
+    epochs 0-2 are on disk, whole; the open file is closed by the next `fit` of the
+    same logger, or when the logger is collected."""
+    x, y = diabetes_shaped(rng)
+    model = keras_linreg.LinearRegression(learning_rate=0.05)
+    model.compile()
+    recorder, logger = LogRecorder(), ParameterLogger(tmp_path)
+    try:
+        model.fit(x, y, batch_size=len(x), epochs=6, verbose=0,
+                  callbacks=[recorder, logger, _RaiseAt(2)])  # fmt: skip
+    except RuntimeError as error:
+        assert str(error) == "interrupted"
+        del error  # its traceback holds the callbacks
+    else:
+        pytest.fail("fit did not raise")
+    assert recorder.epochs == [0, 1, 2]
+    assert_matches_recorder(read_run(str(tmp_path / "parameters")), recorder)
+    closer = logger._closer
+    assert closer.alive  # still open: nothing called on_train_end
+    model.fit(x, y, batch_size=len(x), epochs=4, initial_epoch=3, verbose=0, callbacks=[logger])
+    assert not closer.alive and logger._writer is None
+    # Collected while open: closed by its finalizer.
+    logger = ParameterLogger(tmp_path / "second")
+    try:
+        model.fit(x, y, batch_size=len(x), epochs=3, verbose=0, callbacks=[logger, _RaiseAt(0)])
+    except RuntimeError:
+        pass
+    closer = logger._closer
+    del logger
+    gc.collect()
+    assert not closer.alive
+    steps, _ = scalars(read_run(str(tmp_path / "second" / "parameters")), "loss")
+    assert steps == [0]
 
 
 # ------------------------------------------------------------- unit tests
@@ -535,6 +661,55 @@ def test_real_tensorboard_server_serves_the_series(tensorboard_server, trained_l
     np.testing.assert_array_equal(served("train", "epoch_loss")[1], f32(history["loss"]))
 
 
+class _WaitForServer(keras.callbacks.Callback):
+    """At epoch `epoch`'s end, with `fit` paused, polls a running TensorBoard until it
+    serves the `parameters` run's `tag` at steps 0..epoch, and keeps what it served."""
+
+    def __init__(self, base, epoch, tag, timeout=30):
+        super().__init__()
+        self.base, self.epoch, self.tag, self.timeout = base, epoch, tag, timeout
+        self.served = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch != self.epoch:
+            return
+        query = urllib.parse.urlencode({"run": "parameters", "tag": self.tag})
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                rows = _get_json(f"{self.base}/data/plugin/scalars/scalars?{query}")
+            except urllib.error.HTTPError:  # the run or tag is not loaded yet
+                rows = []
+            if [row[1] for row in rows] == list(range(epoch + 1)):
+                self.served = [row[2] for row in rows]
+                return
+            time.sleep(0.25)
+
+
+@pytest.mark.slow
+def test_a_running_tensorboard_serves_each_epoch_during_the_fit(tmp_path, rng):
+    """TensorBoard started before the fit (the run directory does not exist yet) serves
+    epochs 0 and 1 while the fit is still running, equal to what a callback recorded."""
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    x, y = diabetes_shaped(rng)
+    model = keras_linreg.LinearRegression(learning_rate=0.05)
+    model.compile()
+
+    def ready(base):
+        return isinstance(_get_json(f"{base}/data/runs"), list)
+
+    with serve(log_dir, tmp_path / "tensorboard.log", ready) as base:
+        recorder = LogRecorder()
+        waits = [_WaitForServer(base, 1, "loss"), _WaitForServer(base, 1, "slope/3")]
+        model.fit(x, y, batch_size=len(x), epochs=3, verbose=0,
+                  callbacks=[recorder, ParameterLogger(log_dir), *waits])  # fmt: skip
+    loss, slope = waits[0].served, waits[1].served
+    assert loss is not None and slope is not None, "not served during the fit"
+    np.testing.assert_array_equal(loss, f32([logs["loss"] for logs in recorder.logs[:2]]))
+    np.testing.assert_array_equal(slope, f32(np.array(recorder.slopes)[:2, 3]))
+
+
 def test_tensorboard_demo_script_logs_a_fresh_run(tmp_path, capsys):
     """scripts/tensorboard_demo.py: the tutorial's fit into parent/<timestamp>/parameters."""
     import importlib.util
@@ -569,5 +744,8 @@ def test_a_diverging_run_is_logged_not_crashed(tmp_path, rng, n_features, image_
     series = read_run(str(tmp_path / "parameters"))
     np.testing.assert_array_equal(scalars(series, "loss")[1], f32(losses))
     steps = list(range(len(losses)))
+    for tag, (_, events) in series.items():  # every epoch whole: each tag at each step
+        assert [step for step, _ in events] == steps, tag
+    assert logger._writer is None  # closed: on_train_end runs before the error is raised
     assert [step for step, _ in series["slopes"][1]] == steps
     assert [step for step, _ in series[image_tag][1]] == steps  # huge values drawn too

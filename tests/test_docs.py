@@ -73,7 +73,8 @@ def test_every_placeholder_of_the_performance_page_renders():
     page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     names = re.findall(r"<!--\s*benchmark:\s*([a-z_]+)\s*-->", page)
     assert set(names) >= {
-        "summary", "throughput", "fit_calls", "tutorial", "memory", "targets", "machine"
+        "summary", "throughput", "fit_calls", "tutorial", "memory", "targets", "machine",
+        "logger",
     }
     config = {"docs_dir": str(ROOT / "docs"), "config_file_path": str(ROOT / "mkdocs.yml")}
     rendered = hooks.on_page_markdown(page, None, config, None)
@@ -117,3 +118,22 @@ def test_fence_options_render_as_plain_python():
     page = "```python notest\na = 1\n```\n\n```python continuation\nb = a\n```\n"
     rendered = _hooks().on_page_markdown(page, None, {}, None)
     assert rendered == "```python\na = 1\n```\n\n```python\nb = a\n```\n"
+
+
+def test_logger_table_has_every_measurement():
+    """Each logger cell is its JSON row: milliseconds per epoch and the ratio to no logger."""
+    section = _report()["logger"]
+    table = _hooks().render({"logger": section}, "logger").splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")][1:]
+    assert len(header) == 3
+    for line in table[2:4]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        batch = "full" if cells[0].startswith("full") else int(cells[0])
+        rows = [r for r in section["rows"] if r["batch"] == batch]
+        none = next(r for r in rows if r["method"] == "none")
+        for row, cell in zip(rows, cells[1:], strict=True):
+            ms, ratio = re.fullmatch(r"([\d.]+) ms \(([\d.]+)×\)", cell).groups()
+            assert float(ms) == pytest.approx(row["seconds_per_epoch"] * 1e3, abs=5e-4)
+            assert float(ratio) == pytest.approx(
+                row["seconds_per_epoch"] / none["seconds_per_epoch"], abs=5e-3
+            )
