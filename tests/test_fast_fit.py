@@ -242,6 +242,31 @@ def test_epoch_permutation_is_a_permutation_that_changes_every_epoch():
         assert np.array_equal(np.sort(epoch_permutation(n, 5, 0)), np.arange(n))
 
 
+def test_epoch_permutation_is_the_cycle_walked_feistel_network():
+    """The rows are the documented construction, recomputed here in NumPy: 4 Feistel
+    rounds on `(i // a, i % a)`, `a = ceil(sqrt(n))`, with the epoch's round tables,
+    each image outside `[0, n)` walked through the network again until it lands inside
+    (whatever part of it the compiled function walks)."""
+    import math
+
+    from keras_linreg.fast_fit import _round_tables
+
+    for n, seed, epoch in ((1000, 3, 0), (1001, 3, 1), (4097, 7, 2), (99_999, 1, 5)):
+        side = math.isqrt(n - 1) + 1
+        tables = _round_tables(tf.constant([seed, epoch], tf.int64), side, tf.int32).numpy()
+
+        def feistel(i, tables=tables, side=side):
+            left, right = i // side, i % side
+            for table in tables:
+                left, right = right, (left + table[right]) % side
+            return left * side + right
+
+        rows = feistel(np.arange(n, dtype=np.int64))
+        while (rows >= n).any():
+            rows = np.where(rows >= n, feistel(rows), rows)
+        np.testing.assert_array_equal(epoch_permutation(n, seed, epoch), rows)
+
+
 def test_shuffled_fit_follows_the_seeded_permutation(data, fit_fast):
     """fit(shuffle=True) = the hand loop over `epoch_permutation(n, seed, epoch)`, where the
     seed is the first draw from Keras' global seed generator."""
