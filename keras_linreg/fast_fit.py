@@ -15,6 +15,7 @@ import collections
 import inspect
 import json
 import math
+import os
 import re
 import warnings
 
@@ -448,20 +449,64 @@ def _tensor_dtype(array):
 
 
 # ------------------------------------------------------------------ host gather
-# Shuffled epochs of data this large gather their rows on the host: `numpy.take` is 2-3x
-# faster than TensorFlow's gather here (issue 17), and runs in a thread, one chunk
-# ahead, while the graph trains on the previous chunk (on the other core). Below it,
-# the data fits in the caches and the in-graph gather is as fast without the thread.
+# Shuffled epochs gather their rows on the host: `numpy.take` is 2-3x faster than
+# TensorFlow's gather (issue 17; 0.33 ms against ~2 ms for 1e5 rows of 16 floats). From
+# `_HOST_GATHER_BYTES` of data on, threads gather one chunk ahead while the graph trains
+# on the previous chunk (on the other core). Between `_HOST_INLINE_BYTES` and that, the
+# calling thread gathers each chunk itself just before its step: a thread's wake-up on
+# a loaded 2-core machine (1-8 ms measured) costs more than the gather it would hide.
+# Below, a call's fixed costs (the order's and the chunk's host round trips) outweigh
+# the faster gather and the in-graph gather is used.
 _HOST_GATHER_BYTES = 8 << 20
+_HOST_INLINE_BYTES = 1 << 20
 _HOST_CHUNK_ROWS = 1 << 18  # rows per gathered chunk (a whole number of batches)
 _HOST_GATHER_THREADS = 2  # each gathers part of a chunk (the step waits on the gather)
 
 
-def _host_gather_applies(train):
-    return all(a is None or isinstance(a, (np.ndarray, tf.Tensor)) for a in train) and (
-        sum(0 if a is None else a.shape.num_elements() if isinstance(a, tf.Tensor)
-            else a.size for a in train) * 4 >= _HOST_GATHER_BYTES
+def _data_bytes(train):
+    return 4 * sum(
+        0 if a is None else a.shape.num_elements() if isinstance(a, tf.Tensor) else a.size
+        for a in train
     )
+
+
+def _host_gather_threads(train):
+    """How a shuffled fit of `train` gathers: None (in the graph), 0 (on the host, in
+    the calling thread) or the number of gather threads."""
+    if not all(a is None or isinstance(a, (np.ndarray, tf.Tensor)) for a in train):
+        return None
+    size = _data_bytes(train)
+    if size >= _HOST_GATHER_BYTES:
+        return _HOST_GATHER_THREADS
+    return 0 if size >= _HOST_INLINE_BYTES else None
+
+
+# One pool of gather threads for the process, started at the first threaded gather
+# (a pool per `fit` took 1-8 ms to shut down on a loaded machine: two thread joins).
+# A forked child does not inherit the threads, so it starts its own.
+_EXECUTOR = {}
+
+
+def _executor(threads):
+    import concurrent.futures
+
+    key = (os.getpid(), threads)
+    if key not in _EXECUTOR:
+        _EXECUTOR.clear()
+        _EXECUTOR[key] = concurrent.futures.ThreadPoolExecutor(threads, "keras_linreg-gather")
+    return _EXECUTOR[key]
+
+
+class _Done:
+    """The future of a gather run in the calling thread."""
+
+    @staticmethod
+    def result():
+        return None
+
+    @staticmethod
+    def cancel():
+        return False
 
 
 def _host_source(array):
@@ -510,9 +555,7 @@ class _HostGather:
     order. The threads only run `numpy.take` (no TensorFlow, the GIL released).
     """
 
-    def __init__(self, arrays, n, batch_size, seed, requests):
-        import concurrent.futures
-
+    def __init__(self, arrays, n, batch_size, seed, requests, threads=_HOST_GATHER_THREADS):
         self.arrays = arrays
         self.n = n
         self.batch_size = batch_size
@@ -531,9 +574,8 @@ class _HostGather:
         self.requests = iter(requests)
         self.ahead = collections.deque()  # requests read from `requests`, not yet gathered
         self.slot = 0
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            _HOST_GATHER_THREADS, "keras_linreg-gather"
-        )
+        self.threads = threads
+        self.executor = _executor(threads) if threads else None
         self.pending = None
         self._prefetch()
 
@@ -572,19 +614,22 @@ class _HostGather:
         return self.orders[key]
 
     def _gather(self, request, slot):
-        """Starts gathering chunk `request` into buffer `slot`, in `_HOST_GATHER_THREADS`
-        parts; returns `(futures, arrays, rows)`."""
+        """Starts gathering chunk `request` into buffer `slot`, in `threads` parts (or
+        gathers it, with no threads); returns `(futures, arrays, rows)`."""
         key, first, count = request
         start = first * self.batch_size
         stop = min((first + count) * self.batch_size, self.n)
         order = self._order(key)
-        bounds = np.linspace(start, stop, _HOST_GATHER_THREADS + 1).astype(int)
+        arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
+        if self.executor is None:
+            self._gather_rows(order[start:stop], 0, slot)
+            return [_Done], arrays, stop - start
+        bounds = np.linspace(start, stop, self.threads + 1).astype(int)
         futures = [
             self.executor.submit(self._gather_rows, order[low:high], low - start, slot)
             for low, high in zip(bounds[:-1], bounds[1:], strict=True)
             if low < high
         ]
-        arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
         if key != self.last_key:
             # The threads gather the pass's first chunk: meanwhile, order the next pass.
             self.last_key = key
@@ -624,12 +669,14 @@ class _HostGather:
         return tensors, rows
 
     def close(self):
+        """Drops the chunks not gathered yet. A gather already running finishes in
+        its thread, into this object's own buffers, which nothing reads any more."""
         self.requests = iter(())
         self.ahead.clear()
         if self.pending is not None:
             for future in self.pending[1][0]:
                 future.cancel()
-        self.executor.shutdown(wait=True)
+        self.pending = None
 
 
 # --------------------------------------------------------------------- the loop
@@ -662,7 +709,8 @@ class _FastFit:
         # Placed once; everything below slices these. Shuffled epochs of large data
         # gather their batches on the host instead, from the arrays as they are.
         self.host = None
-        if self.shuffle and _host_gather_applies(train):
+        self.gather_threads = _host_gather_threads(train) if self.shuffle else None
+        if self.gather_threads is not None:
             self.host = tuple(_host_source(a) for a in train)
             self.train = None
         else:
@@ -829,7 +877,7 @@ class _FastFit:
         if self.host is not None:
             self.gather = _HostGather(
                 self.host, self.n, self.batch_size, seed,
-                self._host_requests(initial_epoch, epochs, execution),
+                self._host_requests(initial_epoch, epochs, execution), self.gather_threads,
             )
         for epoch in range(initial_epoch, epochs):
             # `model.reset_metrics()` runs in-graph at the start of the epoch's first call.

@@ -811,6 +811,7 @@ def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_f
         return history, model
 
     monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)  # in-graph gather
+    monkeypatch.setattr(fast_fit, "_HOST_INLINE_BYTES", 2**62)
     in_graph, in_graph_model = run()
     assert host_gather == []
     in_graph_batches = list(batches)
@@ -821,6 +822,15 @@ def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_f
     assert len(host_gather) == 5 * 2  # 5 epochs of 4 steps, 2 steps per execution
     assert batches == in_graph_batches
     assert_same_fit(host, in_graph, host_model, in_graph_model, rtol=1e-6)
+    # Gathered on the host by the calling thread (mid-sized data), the same again.
+    del host_gather[:]
+    batches.clear()
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)
+    monkeypatch.setattr(fast_fit, "_HOST_INLINE_BYTES", 0)
+    inline, inline_model = run()
+    assert len(host_gather) == 5 * 2
+    assert batches == in_graph_batches
+    assert_same_fit(inline, in_graph, inline_model, in_graph_model, rtol=1e-6)
 
 
 def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_fast,
