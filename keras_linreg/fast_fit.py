@@ -497,15 +497,18 @@ def _executor(threads):
     return _EXECUTOR[key]
 
 
-class _Done:
-    """The future of a gather run in the calling thread."""
+class _Ready:
+    """The future of work done in the calling thread (no gather threads)."""
 
-    @staticmethod
-    def result():
-        return None
+    __slots__ = ("value",)
 
-    @staticmethod
-    def cancel():
+    def __init__(self, value=None):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def cancel(self):
         return False
 
 
@@ -550,9 +553,12 @@ class _HostGather:
 
     The permutation of a whole pass is evaluated at once (one call of the compiled
     function instead of one per chunk and thread: ~0.5 ms each, more when it competes
-    with the step for TensorFlow's threads), by the calling thread, one pass ahead:
-    while the threads gather the first chunk of pass `k`, the caller computes pass `k+1`'s
-    order. The threads only run `numpy.take` (no TensorFlow, the GIL released).
+    with the step for TensorFlow's threads), as a task of the gather threads queued
+    one pass ahead: with the first chunk of pass `k`, pass `k + 1`'s order is queued,
+    so the caller only runs the steps (computed by the caller, the first two passes'
+    orders added 15-50 ms to the setup of a fit of 1e6-4e6 rows). A chunk's gather
+    tasks wait for their pass's order, queued before them (first in, first out: no
+    task waits on one queued after it). With no threads the caller does it all.
     """
 
     def __init__(self, arrays, n, batch_size, seed, requests, threads=_HOST_GATHER_THREADS):
@@ -600,18 +606,23 @@ class _HostGather:
         self.pending = None if request is None else (request, self._gather(request, self.slot))
 
     def _order(self, key):
-        """Pass `key`'s row order, `epoch_permutation(n, seed, key)`."""
+        """The future of pass `key`'s row order, `epoch_permutation(n, seed, key)`."""
         if key not in self.orders:
-            tables = _round_tables(
-                tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
-            )
-            order = _permutation_function(self.side, self.n)(
-                tf.range(self.n, dtype=self.index_dtype), tables
-            ).numpy()
             while len(self.orders) >= 2:
                 self.orders.pop(next(iter(self.orders)))
-            self.orders[key] = order
+            if self.executor is None:
+                self.orders[key] = _Ready(self._permutation(key))
+            else:
+                self.orders[key] = self.executor.submit(self._permutation, key)
         return self.orders[key]
+
+    def _permutation(self, key):
+        tables = _round_tables(
+            tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
+        )
+        return _permutation_function(self.side, self.n)(
+            tf.range(self.n, dtype=self.index_dtype), tables
+        ).numpy()
 
     def _gather(self, request, slot):
         """Starts gathering chunk `request` into buffer `slot`, in `threads` parts (or
@@ -622,25 +633,26 @@ class _HostGather:
         order = self._order(key)
         arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
         if self.executor is None:
-            self._gather_rows(order[start:stop], 0, slot)
-            return [_Done], arrays, stop - start
+            self._gather_rows(order, start, stop, 0, slot)
+            return [_Ready()], arrays, stop - start
         bounds = np.linspace(start, stop, self.threads + 1).astype(int)
         futures = [
-            self.executor.submit(self._gather_rows, order[low:high], low - start, slot)
+            self.executor.submit(self._gather_rows, order, low, high, low - start, slot)
             for low, high in zip(bounds[:-1], bounds[1:], strict=True)
             if low < high
         ]
         if key != self.last_key:
-            # The threads gather the pass's first chunk: meanwhile, order the next pass.
+            # The pass's first chunk: queue the next pass's order behind it.
             self.last_key = key
             following = self._next_key(key)
             if following is not None:
                 self._order(following)
         return futures, arrays, stop - start
 
-    def _gather_rows(self, rows, offset, slot):
-        """Rows `rows` of each array into buffer `slot` from row `offset` on."""
-        rows = rows.astype(np.intp)  # NumPy's own index type: `take` casts others first
+    def _gather_rows(self, order, start, stop, offset, slot):
+        """Rows `order.result()[start:stop]` of each array into buffer `slot` from row
+        `offset` on."""
+        rows = order.result()[start:stop].astype(np.intp)  # `take` casts others first
         for array, buffer in zip(self.arrays, self.buffers[slot], strict=True):
             if array is not None:
                 # mode="clip": the indices are valid; "raise" would buffer `out` again.
@@ -676,6 +688,8 @@ class _HostGather:
         if self.pending is not None:
             for future in self.pending[1][0]:
                 future.cancel()
+        for future in self.orders.values():
+            future.cancel()  # a pass not started yet (a task waiting on it then raises)
         self.pending = None
 
 

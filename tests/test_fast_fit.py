@@ -859,3 +859,36 @@ def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_f
     np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
                                rtol=1e-6)
 
+
+
+def test_host_gathered_fit_stopped_early_equals_the_in_graph_one(data, fit_fast, monkeypatch,
+                                                                  host_gather):
+    """`stop_training` after epoch 1 while the next epoch's chunk and order are queued:
+    the queued work is dropped, the fit is the in-graph one's, and the next fit (on the
+    same pool of gather threads) is too."""
+    from keras_linreg import fast_fit
+
+    x, y, _ = data
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    def run():
+        keras.utils.set_random_seed(4)
+        model = new_model()
+        stopped = fit_fast(model, x, y, batch_size=BATCH, epochs=5, verbose=0,
+                           callbacks=[Stop()])
+        again = fit_fast(model, x, y, batch_size=BATCH, epochs=2, verbose=0)
+        return stopped, again, model
+
+    stopped, again, model = run()
+    assert len(stopped.history["loss"]) == 2
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)  # in-graph gather
+    monkeypatch.setattr(fast_fit, "_HOST_INLINE_BYTES", 2**62)
+    del host_gather[:]
+    in_graph_stopped, in_graph_again, in_graph_model = run()
+    assert host_gather == []
+    assert_same_fit(stopped, in_graph_stopped, model, in_graph_model, rtol=1e-6)
+    assert_same_fit(again, in_graph_again, model, in_graph_model, rtol=1e-6)
