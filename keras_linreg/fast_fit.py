@@ -558,7 +558,8 @@ class _HostGather:
     so the caller only runs the steps (computed by the caller, the first two passes'
     orders added 15-50 ms to the setup of a fit of 1e6-4e6 rows). A chunk's gather
     tasks wait for their pass's order, queued before them (first in, first out: no
-    task waits on one queued after it). With no threads the caller does it all.
+    task waits on one queued after it). With no threads (`threads=0`) the caller does
+    it all, each chunk when it is asked for, into a single buffer.
     """
 
     def __init__(self, arrays, n, batch_size, seed, requests, threads=_HOST_GATHER_THREADS):
@@ -575,7 +576,7 @@ class _HostGather:
         self.buffers = [
             [None if a is None else _aligned_empty((rows, *a.shape[1:]), a.dtype)
              for a in arrays]
-            for _ in range(2)
+            for _ in range(2 if threads else 1)  # gathered in turn, or one at a time
         ]
         self.requests = iter(requests)
         self.ahead = collections.deque()  # requests read from `requests`, not yet gathered
@@ -583,7 +584,8 @@ class _HostGather:
         self.threads = threads
         self.executor = _executor(threads) if threads else None
         self.pending = None
-        self._prefetch()
+        if self.executor is not None:
+            self._prefetch()
 
     def _next_request(self):
         if self.ahead:
@@ -662,6 +664,9 @@ class _HostGather:
     def get(self, request):
         """`(tensors, rows)` of chunk `request`; the buffer stays valid until the next
         `get` (the previous chunk's buffer is refilled meanwhile)."""
+        if self.executor is None:  # gathered now, into the one buffer (its step is done)
+            _, arrays, rows = self._gather(request, 0)
+            return self._tensors(arrays), rows
         slot = self.slot
         if self.pending is None or self.pending[0] != request:
             # Not the chunk expected: let the threads finish, then gather it now.
@@ -674,11 +679,14 @@ class _HostGather:
             future.result()  # (raises what the thread raised)
         self.slot = 1 - slot
         self._prefetch()
-        tensors = tuple(
+        return self._tensors(arrays), rows
+
+    @staticmethod
+    def _tensors(arrays):
+        return tuple(
             None if a is None else tf.experimental.dlpack.from_dlpack(a.__dlpack__())
             for a in arrays
         )
-        return tensors, rows
 
     def close(self):
         """Drops the chunks not gathered yet. A gather already running finishes in
