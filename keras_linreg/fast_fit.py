@@ -421,6 +421,25 @@ def _permutation_function(side, n):
     return _PERMUTATION_FUNCTIONS[key]
 
 
+def _order_function(side, n, dtype):
+    """`tables -> permuted_rows(range(n), tables, side, n)`: a whole pass's order, with
+    the positions made inside the compiled pass (no `n`-sized input tensor)."""
+    key = (side, n, dtype.name)
+    if key not in _PERMUTATION_FUNCTIONS:
+        if len(_PERMUTATION_FUNCTIONS) >= 64:
+            _PERMUTATION_FUNCTIONS.clear()
+
+        feistel = tf.function(
+            lambda tables: _feistel(tf.range(n, dtype=dtype), tables, side), jit_compile=True
+        )
+
+        def order(tables):
+            return _walk(feistel(tables), tables, side, n)
+
+        _PERMUTATION_FUNCTIONS[key] = tf.function(order, autograph=False)
+    return _PERMUTATION_FUNCTIONS[key]
+
+
 def epoch_permutation(n, seed, epoch):
     """The row order `fit(shuffle=True)` uses in epoch `epoch` for fit seed `seed`.
 
@@ -430,7 +449,7 @@ def epoch_permutation(n, seed, epoch):
     side = _feistel_side(n)
     dtype = tf.int32 if side * side < 2**31 else tf.int64
     tables = _round_tables(tf.constant([seed, epoch], tf.int64), side, dtype)
-    return _permutation_function(side, n)(tf.range(n, dtype=dtype), tables).numpy()
+    return _order_function(side, n, dtype)(tables).numpy()
 
 
 class _Spec:
@@ -622,9 +641,7 @@ class _HostGather:
         tables = _round_tables(
             tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
         )
-        return _permutation_function(self.side, self.n)(
-            tf.range(self.n, dtype=self.index_dtype), tables
-        ).numpy()
+        return _order_function(self.side, self.n, self.index_dtype)(tables).numpy()
 
     def _gather(self, request, slot):
         """Starts gathering chunk `request` into buffer `slot`, in `threads` parts (or
