@@ -588,7 +588,7 @@ class _HostGather:
         self.seed = seed
         self.side = _feistel_side(n)
         self.index_dtype = tf.int32 if self.side * self.side < 2**31 else tf.int64
-        self.orders = {}  # pass key -> its permutation (NumPy), at most two kept
+        self.orders = {}  # pass key -> the future of its order (NumPy), at most two kept
         self.last_key = None
         rows = max(1, _HOST_CHUNK_ROWS // batch_size) * batch_size
         rows = min(rows, n)
