@@ -409,10 +409,13 @@ class DivergenceMonitor(keras.callbacks.Callback):
             raise DivergenceError(message, rate, stable, epoch, history)
 
     def on_train_begin(self, logs=None):
+        guard = self.model._divergence_guard
+        existed = guard._state is not None
         if self.model.built:
             create_guard(self.model)
-        rearm(self.model)
-        self.model._divergence_guard.stopped = False
+        if existed:  # a guard created just now is fresh: no assign (an op) needed
+            rearm(self.model)
+        guard.stopped = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._snapshot() if self.model.built else None

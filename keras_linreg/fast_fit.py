@@ -15,6 +15,7 @@ import collections
 import inspect
 import json
 import math
+import os
 import re
 import warnings
 
@@ -367,32 +368,75 @@ def permuted_rows(positions, tables, side, n):
     `[0, n)`. That restricts a permutation of the larger set to one of `[0, n)`, and as
     `side² - n < 2 * side`, a walk rarely takes more than one extra round trip.
     """
-    rows = _feistel(positions, tables, side)
-    return tf.while_loop(
+    return _walk(_feistel(positions, tables, side), tables, side, n)
+
+
+def _walk(rows, tables, side, n):
+    """Cycle walking of Feistel images `rows`, applied to the rows outside `[0, n)` only.
+
+    A bijection of `[0, side²)` sends at most `side² - n < 2 * side` positions outside
+    `[0, n)`, so those are gathered, walked and put back: walking the whole array (a
+    `tf.where` over all of it per round trip) made the permutation 2.5-7x slower when
+    `n` is not a square (1.3 ms against 0.5 ms for 1e5 rows, 26 ms against 3.4 ms for
+    1e6 + 1). The same integers either way.
+    """
+    if side * side == n:
+        return rows  # nothing outside
+    outside = tf.where(rows >= n)
+    walked = tf.while_loop(
         lambda r: tf.reduce_any(r >= n),
         lambda r: (tf.where(r >= n, _feistel(r, tables, side), r),),
-        (rows,),
+        (tf.gather_nd(rows, outside),),
     )[0]
+    return tf.tensor_scatter_nd_update(rows, outside, walked)
 
 
 # XLA fuses the ~20 integer ops per row into one loop: 3-6x faster than running them as
 # separate TensorFlow ops (integers, so no rounding differs). With `side` and `n` compile-
 # time constants it divides by multiplying (4-5x faster again, 0.013 s for 4e6 rows);
-# one function per `(side, n)`, compiled once per shape of `positions`.
+# one function per `(side, n)`, compiled once per shape of `positions`. The cycle walk
+# (`_walk`, of a few rows with a data-dependent count: not XLA's static shapes) runs as
+# TensorFlow ops around the compiled Feistel pass.
 _PERMUTATION_FUNCTIONS = {}
 
 
 def _permutation_function(side, n):
-    """`positions, tables -> permuted_rows(positions, tables, side, n)`, XLA-compiled."""
+    """`positions, tables -> permuted_rows(positions, tables, side, n)`, the Feistel
+    pass XLA-compiled."""
     key = (side, n)
     if key not in _PERMUTATION_FUNCTIONS:
         if len(_PERMUTATION_FUNCTIONS) >= 64:
             _PERMUTATION_FUNCTIONS.clear()
 
-        def rows(positions, tables):
-            return permuted_rows(positions, tables, side, n)
+        feistel = tf.function(
+            lambda positions, tables: _feistel(positions, tables, side),
+            jit_compile=True,
+            reduce_retracing=True,
+        )
 
-        _PERMUTATION_FUNCTIONS[key] = tf.function(rows, jit_compile=True, reduce_retracing=True)
+        def rows(positions, tables):
+            return _walk(feistel(positions, tables), tables, side, n)
+
+        _PERMUTATION_FUNCTIONS[key] = tf.function(rows, reduce_retracing=True, autograph=False)
+    return _PERMUTATION_FUNCTIONS[key]
+
+
+def _order_function(side, n, dtype):
+    """`tables -> permuted_rows(range(n), tables, side, n)`: a whole pass's order, with
+    the positions made inside the compiled pass (no `n`-sized input tensor)."""
+    key = (side, n, dtype.name)
+    if key not in _PERMUTATION_FUNCTIONS:
+        if len(_PERMUTATION_FUNCTIONS) >= 64:
+            _PERMUTATION_FUNCTIONS.clear()
+
+        feistel = tf.function(
+            lambda tables: _feistel(tf.range(n, dtype=dtype), tables, side), jit_compile=True
+        )
+
+        def order(tables):
+            return _walk(feistel(tables), tables, side, n)
+
+        _PERMUTATION_FUNCTIONS[key] = tf.function(order, autograph=False)
     return _PERMUTATION_FUNCTIONS[key]
 
 
@@ -405,7 +449,7 @@ def epoch_permutation(n, seed, epoch):
     side = _feistel_side(n)
     dtype = tf.int32 if side * side < 2**31 else tf.int64
     tables = _round_tables(tf.constant([seed, epoch], tf.int64), side, dtype)
-    return _permutation_function(side, n)(tf.range(n, dtype=dtype), tables).numpy()
+    return _order_function(side, n, dtype)(tables).numpy()
 
 
 class _Spec:
@@ -424,20 +468,67 @@ def _tensor_dtype(array):
 
 
 # ------------------------------------------------------------------ host gather
-# Shuffled epochs of data this large gather their rows on the host: `numpy.take` is 2-3x
-# faster than TensorFlow's gather here (issue 17), and runs in a thread, one chunk
-# ahead, while the graph trains on the previous chunk (on the other core). Below it,
-# the data fits in the caches and the in-graph gather is as fast without the thread.
+# Shuffled epochs gather their rows on the host: `numpy.take` is 2-3x faster than
+# TensorFlow's gather (issue 17; 0.33 ms against ~2 ms for 1e5 rows of 16 floats). From
+# `_HOST_GATHER_BYTES` of data on, threads gather one chunk ahead while the graph trains
+# on the previous chunk (on the other core). Between `_HOST_INLINE_BYTES` and that, the
+# calling thread gathers each chunk itself just before its step: a thread's wake-up on
+# a loaded 2-core machine (1-8 ms measured) costs more than the gather it would hide.
+# Below, a call's fixed costs (the order's and the chunk's host round trips) outweigh
+# the faster gather and the in-graph gather is used.
 _HOST_GATHER_BYTES = 8 << 20
+_HOST_INLINE_BYTES = 1 << 20
 _HOST_CHUNK_ROWS = 1 << 18  # rows per gathered chunk (a whole number of batches)
 _HOST_GATHER_THREADS = 2  # each gathers part of a chunk (the step waits on the gather)
 
 
-def _host_gather_applies(train):
-    return all(a is None or isinstance(a, (np.ndarray, tf.Tensor)) for a in train) and (
-        sum(0 if a is None else a.shape.num_elements() if isinstance(a, tf.Tensor)
-            else a.size for a in train) * 4 >= _HOST_GATHER_BYTES
+def _data_bytes(train):
+    return 4 * sum(
+        0 if a is None else a.shape.num_elements() if isinstance(a, tf.Tensor) else a.size
+        for a in train
     )
+
+
+def _host_gather_threads(train):
+    """How a shuffled fit of `train` gathers: None (in the graph), 0 (on the host, in
+    the calling thread) or the number of gather threads."""
+    if not all(a is None or isinstance(a, (np.ndarray, tf.Tensor)) for a in train):
+        return None
+    size = _data_bytes(train)
+    if size >= _HOST_GATHER_BYTES:
+        return _HOST_GATHER_THREADS
+    return 0 if size >= _HOST_INLINE_BYTES else None
+
+
+# One pool of gather threads for the process, started at the first threaded gather
+# (a pool per `fit` took 1-8 ms to shut down on a loaded machine: two thread joins).
+# A forked child does not inherit the threads, so it starts its own.
+_EXECUTOR = {}
+
+
+def _executor(threads):
+    import concurrent.futures
+
+    key = (os.getpid(), threads)
+    if key not in _EXECUTOR:
+        _EXECUTOR.clear()
+        _EXECUTOR[key] = concurrent.futures.ThreadPoolExecutor(threads, "keras_linreg-gather")
+    return _EXECUTOR[key]
+
+
+class _Ready:
+    """The future of work done in the calling thread (no gather threads)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def cancel(self):
+        return False
 
 
 def _host_source(array):
@@ -468,85 +559,131 @@ def _rows_view(array):
 
 
 class _HostGather:
-    """Gathers the rows of shuffled batches on the host, one chunk ahead, in a thread.
+    """Gathers the rows of shuffled batches on the host, one chunk ahead, in threads.
 
     Chunk `(key, first, count)` holds batches `first .. first + count - 1` of the epoch
     whose permutation is keyed by `key`: rows `epoch_permutation(n, seed, key)[first *
     batch_size : ...]` of each array, the order the in-graph gather uses (the same
-    Feistel permutation, evaluated by the same compiled function for those positions),
-    so training is the same whichever gathers. The rows go into one of two reused
-    64-byte aligned buffers, which TensorFlow adopts without a copy; the thread fills
-    one while the graph reads the other. `requests` is the order `fit` will ask for
-    chunks in; a request out of that order is gathered on the spot.
+    Feistel permutation, evaluated by the same compiled function), so training is the
+    same whichever gathers. The rows go into one of two reused 64-byte aligned buffers,
+    which TensorFlow adopts without a copy; the threads fill one while the graph reads
+    the other. `requests` is the order `fit` will ask for chunks in; a request out of
+    that order is gathered on the spot.
+
+    The permutation of a whole pass is evaluated at once (one call of the compiled
+    function instead of one per chunk and thread: ~0.5 ms each, more when it competes
+    with the step for TensorFlow's threads), as a task of the gather threads queued
+    one pass ahead: with the first chunk of pass `k`, pass `k + 1`'s order is queued,
+    so the caller only runs the steps (computed by the caller, the first two passes'
+    orders added 15-50 ms to the setup of a fit of 1e6-4e6 rows). A chunk's gather
+    tasks wait for their pass's order, queued before them (first in, first out: no
+    task waits on one queued after it). With no threads (`threads=0`) the caller does
+    it all, each chunk when it is asked for, into a single buffer.
     """
 
-    def __init__(self, arrays, n, batch_size, seed, requests):
-        import concurrent.futures
-
+    def __init__(self, arrays, n, batch_size, seed, requests, threads=_HOST_GATHER_THREADS):
         self.arrays = arrays
         self.n = n
         self.batch_size = batch_size
         self.seed = seed
         self.side = _feistel_side(n)
         self.index_dtype = tf.int32 if self.side * self.side < 2**31 else tf.int64
-        self.tables = {}
+        self.orders = {}  # pass key -> the future of its order (NumPy), at most two kept
+        self.last_key = None
         rows = max(1, _HOST_CHUNK_ROWS // batch_size) * batch_size
         rows = min(rows, n)
         self.buffers = [
             [None if a is None else _aligned_empty((rows, *a.shape[1:]), a.dtype)
              for a in arrays]
-            for _ in range(2)
+            for _ in range(2 if threads else 1)  # gathered in turn, or one at a time
         ]
         self.requests = iter(requests)
+        self.ahead = collections.deque()  # requests read from `requests`, not yet gathered
         self.slot = 0
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            _HOST_GATHER_THREADS, "keras_linreg-gather"
-        )
+        self.threads = threads
+        self.executor = _executor(threads) if threads else None
         self.pending = None
-        self._prefetch()
+        if self.executor is not None:
+            self._prefetch()
+
+    def _next_request(self):
+        if self.ahead:
+            return self.ahead.popleft()
+        return next(self.requests, None)
+
+    def _next_key(self, key):
+        """The key of the first pass after the requests of pass `key` (or None)."""
+        for request in self.ahead:
+            if request[0] != key:
+                return request[0]
+        for request in self.requests:
+            self.ahead.append(request)
+            if request[0] != key:
+                return request[0]
+        return None
 
     def _prefetch(self):
-        request = next(self.requests, None)
+        request = self._next_request()
         self.pending = None if request is None else (request, self._gather(request, self.slot))
 
-    def _tables(self, key):
-        if key not in self.tables:
-            self.tables = {key: _round_tables(
-                tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
-            )}
-        return self.tables[key]
+    def _order(self, key):
+        """The future of pass `key`'s row order, `epoch_permutation(n, seed, key)`."""
+        if key not in self.orders:
+            while len(self.orders) >= 2:
+                self.orders.pop(next(iter(self.orders)))
+            if self.executor is None:
+                self.orders[key] = _Ready(self._permutation(key))
+            else:
+                self.orders[key] = self.executor.submit(self._permutation, key)
+        return self.orders[key]
+
+    def _permutation(self, key):
+        tables = _round_tables(
+            tf.constant([self.seed, key], tf.int64), self.side, self.index_dtype
+        )
+        return _order_function(self.side, self.n, self.index_dtype)(tables).numpy()
 
     def _gather(self, request, slot):
-        """Starts gathering chunk `request` into buffer `slot`, in `_HOST_GATHER_THREADS`
-        parts; returns `(futures, arrays, rows)`."""
+        """Starts gathering chunk `request` into buffer `slot`, in `threads` parts (or
+        gathers it, with no threads); returns `(futures, arrays, rows)`."""
         key, first, count = request
         start = first * self.batch_size
         stop = min((first + count) * self.batch_size, self.n)
-        tables = self._tables(key)
-        bounds = np.linspace(start, stop, _HOST_GATHER_THREADS + 1).astype(int)
+        order = self._order(key)
+        arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
+        if self.executor is None:
+            self._gather_rows(order, start, stop, 0, slot)
+            return [_Ready()], arrays, stop - start
+        bounds = np.linspace(start, stop, self.threads + 1).astype(int)
         futures = [
-            self.executor.submit(self._gather_rows, tables, low, high, low - start, slot)
+            self.executor.submit(self._gather_rows, order, low, high, low - start, slot)
             for low, high in zip(bounds[:-1], bounds[1:], strict=True)
             if low < high
         ]
-        arrays = [None if b is None else b[: stop - start] for b in self.buffers[slot]]
+        if key != self.last_key:
+            # The pass's first chunk: queue the next pass's order behind it.
+            self.last_key = key
+            following = self._next_key(key)
+            if following is not None:
+                self._order(following)
         return futures, arrays, stop - start
 
-    def _gather_rows(self, tables, start, stop, offset, slot):
-        """Rows at positions `start .. stop - 1` of the permutation, into buffer `slot`
-        from row `offset` on."""
-        rows = _permutation_function(self.side, self.n)(
-            tf.range(start, stop, dtype=self.index_dtype), tables
-        ).numpy().astype(np.intp)  # NumPy's own index type: `take` casts others first
+    def _gather_rows(self, order, start, stop, offset, slot):
+        """Rows `order.result()[start:stop]` of each array into buffer `slot` from row
+        `offset` on."""
+        rows = order.result()[start:stop].astype(np.intp)  # `take` casts others first
         for array, buffer in zip(self.arrays, self.buffers[slot], strict=True):
             if array is not None:
                 # mode="clip": the indices are valid; "raise" would buffer `out` again.
-                out = _rows_view(buffer)[offset : offset + stop - start]
+                out = _rows_view(buffer)[offset : offset + len(rows)]
                 np.take(_rows_view(array), rows, out=out, mode="clip")
 
     def get(self, request):
         """`(tensors, rows)` of chunk `request`; the buffer stays valid until the next
         `get` (the previous chunk's buffer is refilled meanwhile)."""
+        if self.executor is None:  # gathered now, into the one buffer (its step is done)
+            _, arrays, rows = self._gather(request, 0)
+            return self._tensors(arrays), rows
         slot = self.slot
         if self.pending is None or self.pending[0] != request:
             # Not the chunk expected: let the threads finish, then gather it now.
@@ -559,18 +696,26 @@ class _HostGather:
             future.result()  # (raises what the thread raised)
         self.slot = 1 - slot
         self._prefetch()
-        tensors = tuple(
+        return self._tensors(arrays), rows
+
+    @staticmethod
+    def _tensors(arrays):
+        return tuple(
             None if a is None else tf.experimental.dlpack.from_dlpack(a.__dlpack__())
             for a in arrays
         )
-        return tensors, rows
 
     def close(self):
+        """Drops the chunks not gathered yet. A gather already running finishes in
+        its thread, into this object's own buffers, which nothing reads any more."""
         self.requests = iter(())
+        self.ahead.clear()
         if self.pending is not None:
             for future in self.pending[1][0]:
                 future.cancel()
-        self.executor.shutdown(wait=True)
+        for future in self.orders.values():
+            future.cancel()  # a pass not started yet (a task waiting on it then raises)
+        self.pending = None
 
 
 # --------------------------------------------------------------------- the loop
@@ -603,7 +748,8 @@ class _FastFit:
         # Placed once; everything below slices these. Shuffled epochs of large data
         # gather their batches on the host instead, from the arrays as they are.
         self.host = None
-        if self.shuffle and _host_gather_applies(train):
+        self.gather_threads = _host_gather_threads(train) if self.shuffle else None
+        if self.gather_threads is not None:
             self.host = tuple(_host_source(a) for a in train)
             self.train = None
         else:
@@ -770,7 +916,7 @@ class _FastFit:
         if self.host is not None:
             self.gather = _HostGather(
                 self.host, self.n, self.batch_size, seed,
-                self._host_requests(initial_epoch, epochs, execution),
+                self._host_requests(initial_epoch, epochs, execution), self.gather_threads,
             )
         for epoch in range(initial_epoch, epochs):
             # `model.reset_metrics()` runs in-graph at the start of the epoch's first call.

@@ -242,6 +242,31 @@ def test_epoch_permutation_is_a_permutation_that_changes_every_epoch():
         assert np.array_equal(np.sort(epoch_permutation(n, 5, 0)), np.arange(n))
 
 
+def test_epoch_permutation_is_the_cycle_walked_feistel_network():
+    """The rows are the documented construction, recomputed here in NumPy: 4 Feistel
+    rounds on `(i // a, i % a)`, `a = ceil(sqrt(n))`, with the epoch's round tables,
+    each image outside `[0, n)` walked through the network again until it lands inside
+    (whatever part of it the compiled function walks)."""
+    import math
+
+    from keras_linreg.fast_fit import _round_tables
+
+    for n, seed, epoch in ((1000, 3, 0), (1001, 3, 1), (4097, 7, 2), (99_999, 1, 5)):
+        side = math.isqrt(n - 1) + 1
+        tables = _round_tables(tf.constant([seed, epoch], tf.int64), side, tf.int32).numpy()
+
+        def feistel(i, tables=tables, side=side):
+            left, right = i // side, i % side
+            for table in tables:
+                left, right = right, (left + table[right]) % side
+            return left * side + right
+
+        rows = feistel(np.arange(n, dtype=np.int64))
+        while (rows >= n).any():
+            rows = np.where(rows >= n, feistel(rows), rows)
+        np.testing.assert_array_equal(epoch_permutation(n, seed, epoch), rows)
+
+
 def test_shuffled_fit_follows_the_seeded_permutation(data, fit_fast):
     """fit(shuffle=True) = the hand loop over `epoch_permutation(n, seed, epoch)`, where the
     seed is the first draw from Keras' global seed generator."""
@@ -786,6 +811,7 @@ def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_f
         return history, model
 
     monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)  # in-graph gather
+    monkeypatch.setattr(fast_fit, "_HOST_INLINE_BYTES", 2**62)
     in_graph, in_graph_model = run()
     assert host_gather == []
     in_graph_batches = list(batches)
@@ -796,6 +822,15 @@ def test_host_gather_equals_the_in_graph_gather_with_steps_and_hooks(data, fit_f
     assert len(host_gather) == 5 * 2  # 5 epochs of 4 steps, 2 steps per execution
     assert batches == in_graph_batches
     assert_same_fit(host, in_graph, host_model, in_graph_model, rtol=1e-6)
+    # Gathered on the host by the calling thread (mid-sized data), the same again.
+    del host_gather[:]
+    batches.clear()
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)
+    monkeypatch.setattr(fast_fit, "_HOST_INLINE_BYTES", 0)
+    inline, inline_model = run()
+    assert len(host_gather) == 5 * 2
+    assert batches == in_graph_batches
+    assert_same_fit(inline, in_graph, inline_model, in_graph_model, rtol=1e-6)
 
 
 def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_fast,
@@ -824,3 +859,36 @@ def test_host_gathered_fit_resumes_with_the_same_row_order(data, tmp_path, fit_f
     np.testing.assert_allclose(resumed.get_parameters()[0], uninterrupted.get_parameters()[0],
                                rtol=1e-6)
 
+
+
+def test_host_gathered_fit_stopped_early_equals_the_in_graph_one(data, fit_fast, monkeypatch,
+                                                                  host_gather):
+    """`stop_training` after epoch 1 while the next epoch's chunk and order are queued:
+    the queued work is dropped, the fit is the in-graph one's, and the next fit (on the
+    same pool of gather threads) is too."""
+    from keras_linreg import fast_fit
+
+    x, y, _ = data
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    def run():
+        keras.utils.set_random_seed(4)
+        model = new_model()
+        stopped = fit_fast(model, x, y, batch_size=BATCH, epochs=5, verbose=0,
+                           callbacks=[Stop()])
+        again = fit_fast(model, x, y, batch_size=BATCH, epochs=2, verbose=0)
+        return stopped, again, model
+
+    stopped, again, model = run()
+    assert len(stopped.history["loss"]) == 2
+    monkeypatch.setattr(fast_fit, "_HOST_GATHER_BYTES", 2**62)  # in-graph gather
+    monkeypatch.setattr(fast_fit, "_HOST_INLINE_BYTES", 2**62)
+    del host_gather[:]
+    in_graph_stopped, in_graph_again, in_graph_model = run()
+    assert host_gather == []
+    assert_same_fit(stopped, in_graph_stopped, model, in_graph_model, rtol=1e-6)
+    assert_same_fit(again, in_graph_again, model, in_graph_model, rtol=1e-6)
