@@ -4,6 +4,7 @@ Run with the project's venv (writes ~200 MB of files to a temporary directory):
 
     .venv/bin/python scripts/benchmark_files.py             # 2M rows x 5 columns
     .venv/bin/python scripts/benchmark_files.py --rows 2e5  # quick
+    .venv/bin/python scripts/benchmark_files.py --formats parquet
 
 Side by side in one process, rows/s (best of `--repeats` passes after one untimed pass) of:
 
@@ -179,6 +180,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=float, default=2e6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--formats", default="csv,parquet",
+                        help="comma-separated formats to measure (default: csv,parquet)")
     parser.add_argument("--profile", action="store_true",
                         help="where one Parquet epoch's time goes, instead of the table")
     arguments = parser.parse_args()
@@ -206,7 +209,10 @@ def main():
                                                        shuffle=False, verbose=0), rows)[1],
                                     arguments.repeats),
         }
+        formats = arguments.formats.split(",")
         for name, path in (("csv", csv), ("parquet", parquet)):
+            if name not in formats:
+                continue
             dataset = dataset_from_files(path, target="y", batch_size=BATCH)
             results[f"{name}_pyarrow"] = best_rate(lambda p=path: pyarrow_pass(p),
                                                    arguments.repeats)
@@ -216,7 +222,7 @@ def main():
             results[f"{name}_fit_epoch"] = epoch_rate(model, dataset, rows, arguments.repeats)
         for name, rate in results.items():
             print(f"{name:18s} {rate / 1e6:7.2f} M rows/s")
-        for name in ("csv", "parquet"):
+        for name in formats:
             base = results[f"{name}_pyarrow"]
             print(f"{name}: dataset/pyarrow {results[f'{name}_dataset'] / base:.2f}, "
                   f"fit/pyarrow {results[f'{name}_fit'] / base:.2f}, "
