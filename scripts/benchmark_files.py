@@ -21,8 +21,10 @@ Side by side in one process, rows/s (best of `--repeats` passes after one untime
 With `--profile`, instead, where one Parquet epoch's time goes: wall and CPU time
 (`time.process_time`, all threads) of pyarrow alone, of the dataset's NumPy reader alone
 (the pyarrow reads, the checks, the batching), of the `tf.data` dataset consumed inside a
-`tf.function` (the reader plus the hand-over to tensors, no Python per batch), and of a
-`fit` epoch (all that plus Keras' step), medians over `--repeats` rounds.
+`tf.function` (the reader plus the hand-over to tensors, no Python per batch), of a
+`fit` epoch (all that plus the model's steps; the epoch in one graph call), and of a `fit`
+epoch with a callback that watches single batches (Keras' loop, one step per call),
+medians over `--repeats` rounds.
 
 Prints a table and writes nothing; docs/data.md reports runs.
 """
@@ -142,10 +144,14 @@ def profile(parquet, rows, repeats):
             self.times.append((time.perf_counter() - self.start[0],
                                time.process_time() - self.start[1]))
 
-    def fit_epochs():
+    class EveryBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass  # watching single batches: Keras' loop, one step per call
+
+    def fit_epochs(*watch):
         timer = Timer()
         timer.times = []
-        model.fit(dataset, epochs=3, verbose=0, callbacks=[timer])
+        model.fit(dataset, epochs=3, verbose=0, callbacks=[timer, *watch])
         return timer.times[1:]
 
     parts = {
@@ -153,6 +159,7 @@ def profile(parquet, rows, repeats):
         "reader (NumPy)": lambda: timed(lambda: sum(len(b[0]) for b in reader())),
         "tf.data dataset": lambda: timed(lambda: int(consume(dataset))),
         "fit epoch": fit_epochs,
+        "fit epoch, 1 step/call": lambda: fit_epochs(EveryBatch()),
     }
     for function in parts.values():
         function()  # untimed: tracing, caches
@@ -160,10 +167,10 @@ def profile(parquet, rows, repeats):
     for _ in range(repeats):
         for name, function in parts.items():
             times[name] += function()
-    print(f"{'Parquet, one pass':18s} {'wall ms':>8s} {'CPU ms':>8s} {'M rows/s':>9s}")
+    print(f"{'Parquet, one pass':22s} {'wall ms':>8s} {'CPU ms':>8s} {'M rows/s':>9s}")
     for name, values in times.items():
         wall, cpu = np.median(np.array(values), axis=0)
-        print(f"{name:18s} {wall * 1e3:8.1f} {cpu * 1e3:8.1f} {rows / wall / 1e6:9.1f}")
+        print(f"{name:22s} {wall * 1e3:8.1f} {cpu * 1e3:8.1f} {rows / wall / 1e6:9.1f}")
 
 
 def best_rate(function, repeats):
