@@ -131,3 +131,31 @@ def test_backup_and_restore_resumes_whole_epochs_exactly(tmp_path):
     assert len(history.history["loss"]) == 2  # epochs 2 and 3: 0 and 1 were backed up
     np.testing.assert_allclose(resumed.slope.numpy(), reference.slope.numpy(), rtol=1e-6)
     np.testing.assert_allclose(history.history["loss"], full.history["loss"][2:], rtol=1e-6)
+
+
+def test_weighted_batches_and_csv_validation_equal_keras_steps(tmp_path):
+    """(x, y, w) batches, and validation on a CSV dataset (unknown length) run with the
+    training's steps per execution: the same weights and losses as Keras' own steps."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(700, 2)).astype(np.float32)
+    y = (x @ np.array([0.5, 1.5]) - 1.0).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, 700).astype(np.float32)
+    path = tmp_path / "w.parquet"
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "y": y, "w": w}), path,
+                   row_group_size=200)
+    csv = tmp_path / "v.csv"
+    csv.write_text("a,b,y\n" + "".join(f"{r[0]!r},{r[1]!r},{v!r}\n"
+                                        for r, v in zip(x[:250].tolist(), y[:250].tolist(),
+                                                        strict=True)))
+    fitted = []
+    for watch in (_Watch(), _Watch(batches=True)):
+        model = _model()
+        data = dataset_from_files(str(path), target="y", sample_weight="w", batch_size=64)
+        validation = dataset_from_files(str(csv), target="y", batch_size=100)
+        history = model.fit(data, epochs=2, verbose=0, callbacks=[watch],
+                            validation_data=validation)
+        fitted.append((model.get_parameters(), history.history, watch.executions))
+    assert fitted[0][2] == [11, 11] and fitted[1][2] == [1, 1]
+    for a, b in zip(fitted[0][0], fitted[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert fitted[0][1] == fitted[1][1] and len(fitted[0][1]["val_loss"]) == 2
