@@ -6,7 +6,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_linreg import _keras_internals, divergence, fast_fit, inputs, standardization
+from keras_linreg import (
+    _keras_internals,
+    _whole_epochs,
+    divergence,
+    fast_fit,
+    inputs,
+    standardization,
+)
 from keras_linreg import regularization as _regularization
 from keras_linreg.data import raising_file_errors
 from keras_linreg.learning_rate import (
@@ -200,6 +207,8 @@ class LinearRegression(keras.Model):
         # `model.weights`, `.keras` files, checkpoints or exports.
         self._divergence_guard = divergence.DivergenceGuard()
         self._fast_fit_functions = fast_fit.FunctionCache()
+        # Keras' train/test functions for whole epochs of file datasets (_whole_epochs.py).
+        self._whole_epoch_functions = fast_fit.FunctionCache()
         if n_features is not None:
             self.build((None, n_features))
 
@@ -455,7 +464,9 @@ class LinearRegression(keras.Model):
         2. a `standardize=True` model not yet adapted gets its feature statistics
            from the training rows of in-memory `x` (standardization.py);
         3. in-memory arrays take the fast path (fast_fit.py: tensors placed once,
-           one graph call per epoch); other inputs go to Keras' `fit`;
+           one graph call per epoch); other inputs go to Keras' `fit`, which runs
+           each epoch of a `dataset_from_files` dataset in one graph call when no
+           callback watches single batches (_whole_epochs.py);
         4. a diverging run stops with the last good weights and raises
            `keras_linreg.DivergenceError` (divergence.py).
         """
@@ -470,7 +481,8 @@ class LinearRegression(keras.Model):
             if fast_fit.applies(self, x, y, kwargs):
                 history = fast_fit.fit(self, x, y, **kwargs)
             else:
-                history = super().fit(x, y, **kwargs)
+                with _whole_epochs.whole_epochs(self, x, kwargs):
+                    history = super().fit(x, y, **kwargs)
         monitor.raise_if_diverged(history)
         return history
 

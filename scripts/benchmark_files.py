@@ -4,26 +4,34 @@ Run with the project's venv (writes ~200 MB of files to a temporary directory):
 
     .venv/bin/python scripts/benchmark_files.py             # 2M rows x 5 columns
     .venv/bin/python scripts/benchmark_files.py --rows 2e5  # quick
+    .venv/bin/python scripts/benchmark_files.py --formats parquet
 
-Side by side in one process, rows/s (best of `--repeats` passes after one untimed pass) of:
+Side by side in one process, in `--repeats` rounds (after one untimed pass of each)
+that measure every path once, rows/s (best round; median) of:
 
 - `pyarrow`: pyarrow alone to NumPy batches, `pyarrow.csv.open_csv` with `column_types` (CSV)
   or `ParquetFile.read_row_group` (Parquet), each column to a float32 NumPy array;
 - `dataset`: iterating `dataset_from_files(..., batch_size=65536)` (what `fit` consumes);
 - `fit`: one `LinearRegression.fit(dataset, epochs=1)` call (its wall time, with
   Keras' set-up of the call: callbacks, iterator, first step);
-- `fit_epoch`: one epoch inside a longer `fit` on that dataset (timed by a callback from
-  `on_epoch_begin` to `on_epoch_end`, best of the epochs after the first): the rate of a
-  long training run;
+- `fit_epoch`: one epoch inside a longer `fit` on that dataset (the second epoch of a
+  two-epoch `fit`, timed by a callback from `on_epoch_begin` to `on_epoch_end`): the
+  rate of a long training run (each epoch one graph call);
+- `fit_epoch_1step`: the same with a callback that watches single batches, so Keras'
+  loop runs one step per call (as every `fit` on files did before);
 - `fit_arrays`: one epoch of `fit` on the same rows already in memory (the fast path), for scale.
 
 With `--profile`, instead, where one Parquet epoch's time goes: wall and CPU time
 (`time.process_time`, all threads) of pyarrow alone, of the dataset's NumPy reader alone
 (the pyarrow reads, the checks, the batching), of the `tf.data` dataset consumed inside a
-`tf.function` (the reader plus the hand-over to tensors, no Python per batch), and of a
-`fit` epoch (all that plus Keras' step), medians over `--repeats` rounds.
+`tf.function` (the reader plus the hand-over to tensors, no Python per batch), of a
+`fit` epoch (all that plus the model's steps; the epoch in one graph call), and of a `fit`
+epoch with a callback that watches single batches (Keras' loop, one step per call),
+medians over `--repeats` rounds.
 
-Prints a table and writes nothing; docs/data.md reports runs.
+Prints a table and the medians of the rounds' ratios to pyarrow alone (each round's
+paths ran within seconds of each other, so its ratios share the machine's load); writes
+nothing; docs/data.md reports runs.
 """
 
 from __future__ import annotations
@@ -89,23 +97,43 @@ def dataset_pass(dataset):
     return rows
 
 
-def epoch_rate(model, dataset, rows, repeats):
+class _EpochTimer:
+    """A Keras callback (made lazily: Keras is imported late) timing each epoch."""
+
+    def __new__(cls):
+        import keras
+
+        class Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self.start)
+
+        return Timer()
+
+
+def _every_batch():
+    """A callback that watches single batches: `fit` then runs Keras' loop, one step
+    per call (the path before epochs ran in one graph call)."""
     import keras
 
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
+    class EveryBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+    return EveryBatch()
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
 
-    timer = Timer()
-    model.fit(dataset, epochs=repeats + 1, verbose=0, callbacks=[timer])
-    return rows / min(timer.seconds[1:])
+def epoch_seconds(model, dataset, *callbacks):
+    """The second epoch of a two-epoch `fit`: an epoch of a longer run."""
+    timer = _EpochTimer()
+    model.fit(dataset, epochs=2, verbose=0, callbacks=[timer, *callbacks])
+    return timer.seconds[1]
 
 
 def profile(parquet, rows, repeats):
@@ -141,10 +169,14 @@ def profile(parquet, rows, repeats):
             self.times.append((time.perf_counter() - self.start[0],
                                time.process_time() - self.start[1]))
 
-    def fit_epochs():
+    class EveryBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass  # watching single batches: Keras' loop, one step per call
+
+    def fit_epochs(*watch):
         timer = Timer()
         timer.times = []
-        model.fit(dataset, epochs=3, verbose=0, callbacks=[timer])
+        model.fit(dataset, epochs=3, verbose=0, callbacks=[timer, *watch])
         return timer.times[1:]
 
     parts = {
@@ -152,6 +184,7 @@ def profile(parquet, rows, repeats):
         "reader (NumPy)": lambda: timed(lambda: sum(len(b[0]) for b in reader())),
         "tf.data dataset": lambda: timed(lambda: int(consume(dataset))),
         "fit epoch": fit_epochs,
+        "fit epoch, 1 step/call": lambda: fit_epochs(EveryBatch()),
     }
     for function in parts.values():
         function()  # untimed: tracing, caches
@@ -159,26 +192,24 @@ def profile(parquet, rows, repeats):
     for _ in range(repeats):
         for name, function in parts.items():
             times[name] += function()
-    print(f"{'Parquet, one pass':18s} {'wall ms':>8s} {'CPU ms':>8s} {'M rows/s':>9s}")
+    print(f"{'Parquet, one pass':22s} {'wall ms':>8s} {'CPU ms':>8s} {'M rows/s':>9s}")
     for name, values in times.items():
         wall, cpu = np.median(np.array(values), axis=0)
-        print(f"{name:18s} {wall * 1e3:8.1f} {cpu * 1e3:8.1f} {rows / wall / 1e6:9.1f}")
+        print(f"{name:22s} {wall * 1e3:8.1f} {cpu * 1e3:8.1f} {rows / wall / 1e6:9.1f}")
 
 
-def best_rate(function, repeats):
-    function()  # untimed: tracing, caches
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        rows = function()
-        best = min(best, time.perf_counter() - start)
-    return rows / best
+def seconds(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=float, default=2e6)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (default: 5)")
+    parser.add_argument("--formats", default="csv,parquet",
+                        help="comma-separated formats to measure (default: csv,parquet)")
     parser.add_argument("--profile", action="store_true",
                         help="where one Parquet epoch's time goes, instead of the table")
     arguments = parser.parse_args()
@@ -197,31 +228,39 @@ def main():
         model = keras_linreg.LinearRegression(learning_rate=0.01)
         model.compile()
 
-        def fit_files(path):
-            dataset = dataset_from_files(path, target="y", batch_size=BATCH)
-            return lambda: (model.fit(dataset, epochs=1, verbose=0), rows)[1]
-
-        results = {
-            "fit_arrays": best_rate(lambda: (model.fit(x, y, batch_size=BATCH, epochs=1,
-                                                       shuffle=False, verbose=0), rows)[1],
-                                    arguments.repeats),
-        }
+        formats = arguments.formats.split(",")
+        # One callable per path, each returning the seconds of one measurement.
+        paths = {"fit_arrays": lambda: seconds(lambda: model.fit(
+            x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0))}
         for name, path in (("csv", csv), ("parquet", parquet)):
+            if name not in formats:
+                continue
             dataset = dataset_from_files(path, target="y", batch_size=BATCH)
-            results[f"{name}_pyarrow"] = best_rate(lambda p=path: pyarrow_pass(p),
-                                                   arguments.repeats)
-            results[f"{name}_dataset"] = best_rate(lambda d=dataset: dataset_pass(d),
-                                                   arguments.repeats)
-            results[f"{name}_fit"] = best_rate(fit_files(path), arguments.repeats)
-            results[f"{name}_fit_epoch"] = epoch_rate(model, dataset, rows, arguments.repeats)
-        for name, rate in results.items():
-            print(f"{name:18s} {rate / 1e6:7.2f} M rows/s")
-        for name in ("csv", "parquet"):
-            base = results[f"{name}_pyarrow"]
-            print(f"{name}: dataset/pyarrow {results[f'{name}_dataset'] / base:.2f}, "
-                  f"fit/pyarrow {results[f'{name}_fit'] / base:.2f}, "
-                  f"fit_epoch/pyarrow {results[f'{name}_fit_epoch'] / base:.2f}")
-
+            paths[f"{name}_pyarrow"] = lambda p=path: seconds(lambda: pyarrow_pass(p))
+            paths[f"{name}_dataset"] = lambda d=dataset: seconds(lambda: dataset_pass(d))
+            paths[f"{name}_fit"] = lambda d=dataset: seconds(
+                lambda: model.fit(d, epochs=1, verbose=0))
+            paths[f"{name}_fit_epoch"] = lambda d=dataset: epoch_seconds(model, d)
+            paths[f"{name}_fit_epoch_1step"] = lambda d=dataset: epoch_seconds(
+                model, d, _every_batch())
+        for function in paths.values():
+            function()  # untimed: tracing, caches
+        # Rounds: every path once per round, so each round's ratios compare moments of
+        # the same load (the machine is shared).
+        times = {name: [] for name in paths}
+        for _ in range(arguments.repeats):
+            for name, function in paths.items():
+                times[name].append(function())
+        for name, values in times.items():
+            print(f"{name:22s} {rows / min(values) / 1e6:7.2f} M rows/s (best of "
+                  f"{len(values)}; median {rows / np.median(values) / 1e6:.2f})")
+        for name in formats:
+            base = np.array(times[f"{name}_pyarrow"])
+            ratios = ", ".join(
+                f"{path}/pyarrow {np.median(base / np.array(times[f'{name}_{path}'])):.2f}"
+                for path in ("dataset", "fit", "fit_epoch", "fit_epoch_1step")
+            )
+            print(f"{name} (medians of the rounds' ratios): {ratios}")
 
 if __name__ == "__main__":
     main()
