@@ -20,6 +20,9 @@ __all__ = ["distributed_dataset_from_files", "input_shard", "sharded_least_squar
 # Marks a `distributed_dataset_from_files` dataset (`data.raising_file_errors`
 # then silences Keras' "ran out of data" warning at the end of each pass).
 SHARDED_FILES = "_keras_linreg_sharded_files"
+# Where it keeps one replica's batch spec (`LinearRegression` builds from it
+# under a strategy instead of reading a first batch, see model.py).
+BATCH_SPEC = "_keras_linreg_batch_spec"
 
 
 # ------------------------------------------------------------------- the units
@@ -163,16 +166,21 @@ def distributed_dataset_from_files(paths, *, strategy=None, batch_size=65536, **
             f"Received: batch_size={batch_size!r}"
         )
 
+    specs = []
+
     def dataset_fn(context):
-        return data.dataset_from_files(
+        dataset = data.dataset_from_files(
             paths,
             batch_size=context.get_per_replica_batch_size(int(batch_size)),
             shard=(context.input_pipeline_id, context.num_input_pipelines),
             **kwargs,
         )
+        specs.append(dataset.element_spec)
+        return dataset
 
     distributed = strategy.distribute_datasets_from_function(dataset_fn)
     setattr(distributed, SHARDED_FILES, True)
+    setattr(distributed, BATCH_SPEC, specs[0])
     return distributed
 
 

@@ -247,6 +247,12 @@ def dataset_from_files(
     # With the rows known, Keras knows the steps per epoch (and shows them).
     dataset = _batch_dataset(reader, signature, None if rows is None else -(-rows // batch_size))
     dataset = dataset.prefetch(_PREFETCH_BATCHES)  # read ahead while the model trains
+    # Nothing here for tf.data's autotuner to tune (a fixed prefetch, no parallel
+    # map); its thread per iterator made destroying a MirroredStrategy's
+    # multi-device iterators wait for its next wake-up (up to a minute).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = dataset.with_options(options)
     # Its NumPy batches for `least_squares`/`ols` (`inputs.batches`) and the command
     # line, and its passes and the rows it held, for tests.
     setattr(dataset, inputs.FILE_READER_ATTRIBUTE, reader)

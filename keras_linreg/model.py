@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_linreg import (
     _keras_internals,
+    _sharding,
     _whole_epochs,
     divergence,
     fast_fit,
@@ -473,7 +476,7 @@ class LinearRegression(keras.Model):
         x, y, kwargs = inputs.check_fit_arguments(self, x, y, args, kwargs)
         inputs.build_from_data(self, x)
         # Bad data in files (keras_linreg.data) raises as itself.
-        with raising_file_errors(x, kwargs.get("validation_data")):
+        with raising_file_errors(x, kwargs.get("validation_data")), self._building_from(x):
             standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
             self._resolve_auto_learning_rate(x, kwargs)
             monitor = divergence.DivergenceMonitor(x, kwargs)
@@ -511,7 +514,7 @@ class LinearRegression(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
-        with raising_file_errors(x):
+        with raising_file_errors(x), self._building_from(x):
             return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -557,7 +560,31 @@ class LinearRegression(keras.Model):
         logs = self.compute_metrics(None, y, y_pred, sample_weight=sample_weight)
         return _keras_internals.reducible_logs(logs)  # for MultiWorkerMirroredStrategy
 
+    @contextlib.contextmanager
+    def _building_from(self, x):
+        """Within: under a strategy, Keras builds from `x`'s batch spec, not a batch.
+
+        Under a `tf.distribute` strategy, Keras' `fit` and `evaluate` read a
+        first batch of their input to build (and then start over). For a
+        dataset read from files (`keras_linreg.data`) that first batch is a
+        pass of its own: an extra read of the first block, and, shuffled, it
+        would shift every epoch to the next pass's order (epoch `k` reading
+        pass `k + 1`, unlike one device). The spec of one replica's batch
+        holds all that the build needs (shapes and dtypes).
+        """
+        spec = x.element_spec if inputs.is_file_dataset(x) else getattr(
+            x, _sharding.BATCH_SPEC, None)
+        outer = self.__dict__.get("_file_batch_spec")
+        object.__setattr__(self, "_file_batch_spec", spec)  # not a tracked attribute
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_file_batch_spec", outer)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        spec = self.__dict__.get("_file_batch_spec")
+        if iterator is not None and spec is not None:
+            iterator, data_batch = None, spec  # see _building_from
         # Keras' own all-reduces the first input batch, which fails under
         # MultiWorkerMirroredStrategy and for uneven splits: see _keras_internals.
         return _keras_internals.maybe_symbolic_build(

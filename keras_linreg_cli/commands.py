@@ -8,6 +8,7 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -102,10 +103,17 @@ def demo(args) -> int:
 def train(args) -> int:
     import_tensorflow_quietly()
     from keras_linreg_cli.files import load_training
+    from keras_linreg_cli.progress import ReadProgress, on_terminal
 
-    data = load_training(
-        args.data, args.target, args.features, args.memory_budget, args.batch_size
-    )
+    # On a terminal, a live line while the files are read: `Read N rows in S s (R rows/s)`.
+    reading = ReadProgress("Read") if on_terminal(args) else None
+    with reading or contextlib.nullcontext():
+        data = load_training(
+            args.data, args.target, args.features, args.memory_budget, args.batch_size,
+            progress=reading,
+        )
+        if reading is not None and data.streamed:  # that read was only to size the data
+            reading.stop(show=False)
     if data.streamed:  # over --memory-budget: fit on the files, batch by batch
         from keras_linreg_cli.streamed import train_streamed
 

@@ -183,12 +183,14 @@ class TrainingData:
             raise file_error(error) from None
 
 
-def load_training(files, target, features, budget, batch_size, min_rows=2) -> TrainingData:
+def load_training(files, target, features, budget, batch_size, min_rows=2,
+                  progress=None) -> TrainingData:
     """Checks `train`'s files and reads them into memory if they fit `budget` bytes.
 
     The used columns (features and target) as float32 are the size compared with
     the budget: Parquet files' row counts are known beforehand; CSV files are read
-    until they exceed it, then streamed instead.
+    until they exceed it, then streamed instead. `progress` (a
+    `progress.ReadProgress`, on a terminal) is shown the rows read.
 
     Raises:
         DataError: a missing column, no numeric feature, fewer than `min_rows`
@@ -212,8 +214,11 @@ def load_training(files, target, features, budget, batch_size, min_rows=2) -> Tr
         raise file_error(error) from None
     except ValueError as error:
         raise DataError(_one_line(error)) from None
-    from keras_linreg.inputs import FILE_FEATURES_ATTRIBUTE
+    from keras_linreg.inputs import FILE_FEATURES_ATTRIBUTE, FILE_READER_ATTRIBUTE
 
+    if progress is not None:
+        reader = getattr(dataset, FILE_READER_ATTRIBUTE)
+        progress.watch(lambda: reader.rows_read)
     features = list(getattr(dataset, FILE_FEATURES_ATTRIBUTE))
     data = TrainingData(files=files, features=features, target=target, dataset=dataset)
     row_bytes = 4 * (len(features) + 1)

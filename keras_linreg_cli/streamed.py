@@ -11,6 +11,7 @@ whatever the files' size. Options that need the rows in memory are refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -18,6 +19,13 @@ import keras  # imported once TensorFlow has started (commands.train)
 import numpy as np
 
 from keras_linreg_cli.files import STREAM_BATCH_SIZE, file_error, format_bytes
+from keras_linreg_cli.progress import (
+    ReadProgress,
+    RowsProgbar,
+    format_rate,
+    format_seconds,
+    on_terminal,
+)
 
 
 def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
@@ -44,10 +52,22 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
             f"{format_bytes(data.size)} as float32) is over --memory-budget "
             f"{format_bytes(args.memory_budget)}; batches of {batch_size} rows."
         )
+    from keras_linreg.inputs import FILE_READER_ATTRIBUTE
+
+    reader = getattr(data.dataset, FILE_READER_ATTRIBUTE)
+    terminal = on_terminal(args)
+
+    def reading(label):
+        """On a terminal, a live line for one pass over the files (progress.py)."""
+        if not terminal:
+            return contextlib.nullcontext()
+        return ReadProgress(label, lambda: reader.rows_read, lambda: reader.passes)
+
     fit_intercept = not args.no_intercept
     reference = None
     if args.tol > 0:
-        reference = _Reference(data, fit_intercept)
+        with reading("Least squares: read"):
+            reference = _Reference(data, fit_intercept)
     kwargs = {"standardize": True} if args.standardize else {}
     model = keras_linreg.LinearRegression(
         n_features=len(data.features),
@@ -64,14 +84,18 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
     if reference is not None:
         callbacks.append(_GapStopping(reference, args.tol))
     verbose = 0 if args.quiet else 1 if _isatty() else 2
+    # The passes `fit` makes before its first epoch (statistics, learning rate).
+    before = reading("Before training: read")
     if verbose == 2:  # piped: one line per epoch with the rows/s, instead of Keras'
-        from keras_linreg.inputs import FILE_READER_ATTRIBUTE
-
-        callbacks.append(_EpochLines(getattr(data.dataset, FILE_READER_ATTRIBUTE), args.epochs))
+        callbacks.append(_EpochLines(reader, args.epochs))
         verbose = 0
+    elif verbose == 1:  # a terminal: Keras' bar, with the rows and rows/s
+        callbacks.append(RowsProgbar(reader, batch_size, on_train_begin=getattr(
+            before, "stop", None)))  # fmt: skip
     try:
-        history = model.fit(data.dataset, epochs=args.epochs, callbacks=callbacks,
-                            verbose=verbose)  # fmt: skip
+        with before:
+            history = model.fit(data.dataset, epochs=args.epochs, callbacks=callbacks,
+                                verbose=verbose)  # fmt: skip
     except DataFileError as error:
         raise file_error(error) from None
     except keras_linreg.DivergenceError as error:
@@ -79,18 +103,20 @@ def train_streamed(args, data, outputs, input_error, warn_about_gap) -> int:
     except ValueError as error:
         raise input_error(" ".join(str(error).split())) from None
     if reference is None:
-        reference = _Reference(data, fit_intercept)
+        with reading("Least squares: read"):
+            reference = _Reference(data, fit_intercept)
     slope, intercept = model.get_parameters()
     logs = history.history
-    r2, mse = reference.r2_and_mse(data, slope, intercept)
+    with reading("Loss and R²: read"):
+        r2, mse = reference.r2_and_mse(data, slope, intercept)
     statistics, statistics_error = None, None
     if args.report:  # one more pass: least squares' standard errors, tests, intervals
         from keras_linreg import ols
 
         try:
-            statistics = ols(
-                _Batches(data), fit_intercept=fit_intercept, feature_names=list(data.features)
-            )
+            with reading("Report statistics: read"):
+                statistics = ols(_Batches(data), fit_intercept=fit_intercept,
+                                 feature_names=list(data.features))  # fmt: skip
         except ValueError as error:
             statistics_error = " ".join(str(error).split())
     report = TrainingReport(
@@ -266,18 +292,9 @@ class _EpochLines(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.start
         rows = self.reader.rows_read - self.rows
         metrics = "".join(f" - {name}: {float(value):.4g}" for name, value in (logs or {}).items())
-        shown = f"{seconds:.3g}" if seconds < 100 else f"{seconds:.0f}"
-        print(f"Epoch {epoch + 1}/{self.epochs} - {rows} rows in {shown} s "
-              f"({_format_rate(rows / max(seconds, 1e-9))}){metrics}",
+        print(f"Epoch {epoch + 1}/{self.epochs} - {rows} rows in {format_seconds(seconds)} s "
+              f"({format_rate(rows / max(seconds, 1e-9))}){metrics}",
               flush=True)  # fmt: skip
-
-
-def _format_rate(rows_per_second):
-    """`1.60M rows/s`, `850k rows/s`, `12 rows/s`."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if rows_per_second >= scale:
-            return f"{rows_per_second / scale:.3g}{suffix} rows/s"
-    return f"{rows_per_second:.3g} rows/s"
 
 
 class _GapStopping(keras.callbacks.Callback):
