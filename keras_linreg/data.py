@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import re
+import threading
 import warnings
 
 import numpy as np
@@ -297,9 +298,15 @@ class _Passes:
     told from a slow one, so the least recently used is closed when a new pass
     starts, and if its iterator asks for its next batch after all, the pass is
     read again from the start (same pass number, so the same shuffle) up to there.
+
+    Each iterator calls `next` from its own `tf.data` thread, and pyarrow lets go
+    of the GIL while it reads, so one lock makes every call whole: without it one
+    iterator's new pass could close (evict) the generator another thread is
+    running ("generator already executing"), or two new passes draw one number.
     """
 
     def __init__(self, reader, signature, steps):
+        self.lock = threading.Lock()
         self.reader, self.steps = reader, steps
         self.open = collections.OrderedDict()  # pass id -> (pass number, generator, next index)
         self.numbers = collections.OrderedDict()  # pass id -> pass number, closed ones too
@@ -337,7 +344,10 @@ class _Passes:
 
     def next(self, pass_id, index):
         """`[pass id, *batch]`: batch `index` of the pass (a new pass for id -1)."""
-        pass_id, index = int(pass_id), int(index)
+        with self.lock:
+            return self._next(int(pass_id), int(index))
+
+    def _next(self, pass_id, index):
         if pass_id < 0:
             pass_id = self.count
             self.count += 1
