@@ -1,10 +1,7 @@
 """The library sits below the command line: `keras_linreg` never imports `keras_linreg_cli`."""
 
 import ast
-import os
 import pathlib
-import subprocess
-import sys
 
 import keras_linreg
 
@@ -47,18 +44,5 @@ def test_the_scan_sees_an_upward_import(tmp_path):
     assert _has_main_guard(path)
 
 
-def test_import_keras_linreg_loads_no_command_line_module():
-    """In a fresh process: `import keras_linreg`, then nothing of keras_linreg_cli is loaded."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    code = (
-        "import sys, keras_linreg\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'keras_linreg_cli'))\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'keras_linreg'))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    cli, library = done.stdout.strip().splitlines()[-2:]
-    assert cli == "[]"
-    assert "'keras_linreg.convergence'" in library  # the listing works
+# That `import keras_linreg` loads no module of keras_linreg_cli is checked in a
+# fresh process by tests/test_imports.py (one process for that and `-W error`).
