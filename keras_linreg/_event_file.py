@@ -49,7 +49,12 @@ _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
 
 
 class EventFile:
-    """One growing event file `directory/events.out.tfevents.<time>.<host>.<pid>.<n>.v2`.
+    """One growing event file, `events.out.tfevents.<time>.<host>.<pid>.<n>.keras_linreg.v2`.
+
+    `keras_linreg` in the name: TensorFlow's own writer names its files
+    `...<time>.<host>.<pid>.<n>.v2` with a counter of its own from 0, and opens
+    them truncating, so without it a `tf.summary` writer opened in the same
+    directory, process and second would write over this file.
 
     The directory is created if missing. Every write appends one `Event`
     record and hands it to the operating system (one `write(2)`, no fsync, as
@@ -62,7 +67,7 @@ class EventFile:
         host, pid = socket.gethostname(), os.getpid()
         while True:  # never truncate an existing file (TFRecordWriter opens with O_TRUNC)
             stamp = f"{int(time.time()):010d}.{host}.{pid}.{next(_file_counter)}"
-            self.path = os.path.join(directory, f"events.out.tfevents.{stamp}.v2")
+            self.path = os.path.join(directory, f"events.out.tfevents.{stamp}.keras_linreg.v2")
             if not tf.io.gfile.exists(self.path):
                 break
         self._writer = tf.io.TFRecordWriter(self.path)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_linreg import _keras_internals, inputs
 
-__all__ = ["whole_epochs"]
+__all__ = ["compiled_steps", "whole_epochs"]
 
 # Hooks that see single batches: a callback overriding one keeps Keras' execution.
 _BATCH_HOOKS = (
@@ -29,6 +29,9 @@ _BATCH_HOOKS = (
     "on_test_batch_begin",
     "on_test_batch_end",
 )
+
+# Callbacks whose batch hook does nothing when they save once per epoch.
+_EPOCH_SAVERS = (keras.callbacks.BackupAndRestore, keras.callbacks.ModelCheckpoint)
 
 
 def _steps_per_epoch(x, fit_arguments):
@@ -42,11 +45,15 @@ def _steps_per_epoch(x, fit_arguments):
 
 def _watches_batches(callbacks):
     """Whether a callback (other than History and the progress bar, which also run when
-    those hooks are called once per execution) overrides a batch hook."""
+    those hooks are called once per execution, and `BackupAndRestore` and
+    `ModelCheckpoint` saving per epoch, whose batch hook then returns at once)
+    overrides a batch hook."""
     if isinstance(callbacks, keras.callbacks.CallbackList):
         callbacks = callbacks.callbacks
     for callback in callbacks or ():
         if isinstance(callback, (keras.callbacks.History, keras.callbacks.ProgbarLogger)):
+            continue
+        if isinstance(callback, _EPOCH_SAVERS) and callback.save_freq == "epoch":
             continue
         if any(_keras_internals.overrides_hook(callback, hook) for hook in _BATCH_HOOKS):
             return True
@@ -63,6 +70,8 @@ def _applies(model, x, fit_arguments):
         return None
     if _watches_batches(fit_arguments.get("callbacks")):
         return None
+    if fit_arguments.get("validation_steps") is not None:
+        return None  # Keras' loop would validate on whole executions, not that many steps
     return _steps_per_epoch(x, fit_arguments)
 
 
@@ -85,8 +94,33 @@ def whole_epochs(model, x, fit_arguments):
     saved = (model.steps_per_execution, model.train_function, model.test_function)
     model.steps_per_execution = steps
     model.train_function, model.test_function = cache.get(steps, (None, None))
+    object.__setattr__(model, _SAVED, saved)  # not a tracked attribute
     try:
         yield
     finally:
+        object.__setattr__(model, _SAVED, None)
         cache[steps] = (model.train_function, model.test_function)
         model.steps_per_execution, model.train_function, model.test_function = saved
+
+
+@contextlib.contextmanager
+def compiled_steps(model):
+    """Within it, the model's compiled `steps_per_execution` and functions, also inside
+    a whole-epoch `fit`: for an `evaluate` or `predict` a callback calls during it
+    (with `steps=` Keras would otherwise run whole executions of the epoch's length,
+    and a predict function traced then would outlive the `fit`)."""
+    saved = model.__dict__.get(_SAVED)
+    if saved is None:
+        yield
+        return
+    whole = (model.steps_per_execution, model.train_function, model.test_function)
+    predict = model.predict_function
+    model.steps_per_execution, model.train_function, model.test_function = saved
+    try:
+        yield
+    finally:
+        model.steps_per_execution, model.train_function, model.test_function = whole
+        model.predict_function = predict
+
+
+_SAVED = "_whole_epochs_saved"  # the compiled (steps_per_execution, train, test) during fit

@@ -514,12 +514,16 @@ class LinearRegression(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         x, y, kwargs = inputs.check_evaluate_arguments(self, x, y, args, kwargs)
-        with raising_file_errors(x), self._building_from(x):
+        # fit's own validation runs with fit's steps per execution; any other
+        # evaluate (e.g. from a callback) with the compiled one (_whole_epochs.py).
+        own = contextlib.nullcontext() if _keras_internals.is_fit_validation_pass(kwargs) else (
+            _whole_epochs.compiled_steps(self))
+        with raising_file_errors(x), self._building_from(x), own:
             return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         x, kwargs = inputs.check_predict_arguments(self, x, args, kwargs)
-        with raising_file_errors(x):
+        with raising_file_errors(x), _whole_epochs.compiled_steps(self):
             return super().predict(x, **kwargs)
 
     def _sum_of_squared_errors(self, y, y_pred, sample_weight):

@@ -159,3 +159,25 @@ def test_a_second_file_in_the_same_second_is_a_new_file(tmp_path):
     second.close()
     second.close()  # closing twice is harmless
     assert len(os.listdir(tmp_path)) == 2
+
+
+def test_a_tf_summary_writer_in_the_same_directory_and_second_writes_its_own_file(tmp_path):
+    """TensorFlow names its files with a counter of its own and opens them truncating:
+    ours must never take one of its names, or each would write over the other."""
+    ours = _event_file.EventFile(str(tmp_path))
+    ours.write(0, _event_file.scalars(["ours"], [1.0]))
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        tf.summary.scalar("theirs", 2.0, step=0)
+    writer.close()
+    ours.write(1, _event_file.scalars(["ours"], [3.0]))
+    ours.close()
+    files = sorted(glob.glob(str(tmp_path / "events.out.tfevents.*")))
+    assert len(files) == 2
+    tags = {}
+    for path in files:
+        accumulator = event_accumulator.EventAccumulator(path)
+        accumulator.Reload()
+        for tag in accumulator.Tags()["tensors"]:
+            tags[tag] = [float(tf.make_ndarray(e.tensor_proto)) for e in accumulator.Tensors(tag)]
+    assert tags == {"ours": [1.0, 3.0], "theirs": [2.0]}

@@ -122,10 +122,13 @@ def test_backup_and_restore_resumes_whole_epochs_exactly(tmp_path):
 
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     model = _model()
+    watch = _Watch()
     with pytest.raises(RuntimeError, match="interrupted"):
-        model.fit(data(), epochs=4, verbose=0, callbacks=[backup, Interrupt()])
+        model.fit(data(), epochs=4, verbose=0, callbacks=[backup, watch, Interrupt()])
     resumed = _model()
-    history = resumed.fit(data(), epochs=4, verbose=0, callbacks=[backup])
+    history = resumed.fit(data(), epochs=4, verbose=0, callbacks=[backup, watch])
+    # BackupAndRestore saving per epoch watches no batch: whole epochs, before and after.
+    assert watch.executions == [-(-_ROWS // _BATCH)] * 4
     reference = _model()
     full = reference.fit(data(), epochs=4, verbose=0)
     assert len(history.history["loss"]) == 2  # epochs 2 and 3: 0 and 1 were backed up
@@ -159,3 +162,48 @@ def test_weighted_batches_and_csv_validation_equal_keras_steps(tmp_path):
     for a, b in zip(fitted[0][0], fitted[1][0], strict=True):
         np.testing.assert_array_equal(a, b)
     assert fitted[0][1] == fitted[1][1] and len(fitted[0][1]["val_loss"]) == 2
+
+
+def test_validation_steps_and_a_callbacks_evaluate_see_the_steps_asked_for(tmp_path):
+    """`validation_steps=2`, and `evaluate(..., steps=2)` / `predict(..., steps=2)` called
+    by a callback during a whole-epoch fit, cover 2 batches (not an epoch's execution):
+    the same as Keras' own steps and as NumPy on the first rows."""
+    path, x, y = _parquet(tmp_path)
+    steps = -(-_ROWS // _BATCH)
+
+    class Probe(_Watch):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            slope, intercept = (v.numpy().astype(np.float64) for v in
+                                (self.model.slope, self.model.intercept))  # fmt: skip
+            first = x[:100].astype(np.float64) @ slope + intercept
+            self.expected = float(np.mean((first - y[:100]) ** 2))
+            self.evaluated = self.model.evaluate(x, y, batch_size=50, steps=2, verbose=0)
+            self.predicted = self.model.predict(x, batch_size=50, steps=2, verbose=0)
+            self.first = first
+
+    probe = Probe()
+    model = _model()
+    model.fit(dataset_from_files(path, target="y", batch_size=_BATCH), epochs=2, verbose=0,
+              callbacks=[probe, keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"))])
+    assert probe.executions == [steps] * 2  # whole epochs (ModelCheckpoint saves per epoch)
+    np.testing.assert_allclose(probe.evaluated, probe.expected, rtol=1e-5)
+    assert probe.predicted.shape == (100,)
+    np.testing.assert_allclose(probe.predicted, probe.first, rtol=1e-5, atol=1e-6)
+    assert model.steps_per_execution == 1 and (tmp_path / "m.keras").exists()
+
+    histories = []
+    for watch in (_Watch(), _Watch(batches=True)):
+        model = _model()
+        history = model.fit(
+            dataset_from_files(path, target="y", batch_size=_BATCH), epochs=2, verbose=0,
+            callbacks=[watch], validation_steps=2,
+            validation_data=dataset_from_files(path, target="y", batch_size=50),
+        )  # fmt: skip
+        assert watch.executions == [1, 1]  # validation_steps: Keras' own steps
+        histories.append(history.history)
+    assert histories[0] == histories[1]
+    slope, intercept = (v.numpy().astype(np.float64) for v in (model.slope, model.intercept))
+    first = x[:100].astype(np.float64) @ slope + intercept
+    np.testing.assert_allclose(histories[0]["val_loss"][-1],
+                               np.mean((first - y[:100]) ** 2), rtol=1e-5)  # fmt: skip
