@@ -189,15 +189,23 @@ def worker_command(config, **env):
 
 @pytest.mark.slow
 def test_mirrored_over_2_and_3_cpu_devices_matches_one_device(reference, tmp_path):
+    # Every run on 2 devices; on 3 (a 61-row batch split 21/20/20, the 1-row last
+    # one 1/0/0) the weighted run only: each run under a strategy costs seconds.
+    chosen = {2: list(range(len(RUNS))), 3: [1]}
     configs = [
-        {"strategy": "mirrored", "devices": devices, "runs": list(RUNS), "refusals": devices == 2}
-        for devices in (2, 3)
+        {
+            "strategy": "mirrored",
+            "devices": devices,
+            "runs": [RUNS[i] for i in indices],
+            "refusals": devices == 2,
+        }
+        for devices, indices in chosen.items()
     ]
     outputs = run_children([worker_command(c) for c in configs], tmp_path)
-    for config, output in zip(configs, outputs, strict=True):
+    for config, output, indices in zip(configs, outputs, chosen.values(), strict=True):
         assert output["replicas"] == config["devices"]
-        for run, actual, expected in zip(RUNS, output["results"], reference, strict=True):
-            assert_same_run(actual, expected, f"{config['devices']} replicas, {run}")
+        for i, actual in zip(indices, output["results"], strict=True):
+            assert_same_run(actual, reference[i], f"{config['devices']} replicas, {RUNS[i]}")
     # What Keras 3.15 cannot run under a strategy is refused before any step,
     # naming the argument.
     refusals = outputs[0]["refusals"]
