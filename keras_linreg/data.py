@@ -17,6 +17,7 @@ import re
 import threading
 import warnings
 
+import keras
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -376,6 +377,36 @@ class _Passes:
         if batch is None:
             return [np.int64(pass_id), *self.end]
         return [np.int64(pass_id), *(batch if isinstance(batch, tuple) else (batch,))]
+
+
+class EpochPasses(keras.callbacks.Callback):
+    """In `fit`, epoch `e` of a `dataset_from_files` dataset reads its pass `base + e`.
+
+    `base` is the passes the dataset had made when `fit` began. Keras makes a new
+    iterator (a new pass) for each epoch, so a fresh dataset's epoch `e` is pass
+    `e` anyway, unless the run resumes: a process restarted under
+    `BackupAndRestore` builds a new dataset and continues at epoch `k`, and
+    without this its epoch `k` would read pass 0 (a shuffled dataset's first
+    order) instead of pass `k`. The shuffled orders, and so the resumed weights,
+    are then those of the run that was not interrupted.
+    """
+
+    def __init__(self, reader):
+        super().__init__()
+        self.reader, self.base = reader, reader.passes
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.reader.passes = self.base + int(epoch)
+
+
+def epoch_passes(x, fit_arguments):
+    """An `EpochPasses` for `fit(x, **fit_arguments)`, or None where it does not apply:
+    `x` not a `dataset_from_files` dataset, or `steps_per_epoch` given (Keras then
+    keeps one iterator across epochs, and passes do not follow epochs)."""
+    reader = getattr(x, inputs.FILE_READER_ATTRIBUTE, None) if inputs.is_file_dataset(x) else None
+    if reader is None or fit_arguments.get("steps_per_epoch") is not None:
+        return None
+    return EpochPasses(reader)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from keras_linreg import (
     standardization,
 )
 from keras_linreg import regularization as _regularization
-from keras_linreg.data import raising_file_errors
+from keras_linreg.data import epoch_passes, raising_file_errors
 from keras_linreg.learning_rate import (
     AUTO,
     LearningRateState,
@@ -481,6 +481,9 @@ class LinearRegression(keras.Model):
             self._resolve_auto_learning_rate(x, kwargs)
             monitor = divergence.DivergenceMonitor(x, kwargs)
             kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
+            passes = epoch_passes(x, kwargs)  # files: epoch e reads pass e (resume-exact)
+            if passes is not None:
+                kwargs["callbacks"] = _first(passes, kwargs["callbacks"], self)
             if fast_fit.applies(self, x, y, kwargs):
                 history = fast_fit.fit(self, x, y, **kwargs)
             else:
@@ -866,6 +869,15 @@ def _is_mse(loss):
         isinstance(loss, keras.losses.MeanSquaredError)
         and loss.reduction == "sum_over_batch_size"
     )
+
+
+def _first(callback, callbacks, model):
+    """`callbacks` (a list or a `CallbackList`) with `callback` first."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks.callbacks.insert(0, callback)
+        callback.set_model(model)
+        return callbacks
+    return [callback, *callbacks]
 
 
 def _as_vector(t, name, dtype):

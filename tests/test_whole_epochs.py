@@ -109,7 +109,11 @@ def test_traced_once_per_compile_and_other_inputs_keep_keras_steps(tmp_path):
         assert watch.executions == [1]
 
 
-def test_backup_and_restore_resumes_whole_epochs_exactly(tmp_path):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_backup_and_restore_resumes_whole_epochs_exactly(tmp_path, shuffle):
+    """Interrupted after epoch 1, resumed with a new dataset (as a restarted process
+    makes): the same weights and losses as a run never interrupted. Shuffled, epoch
+    `e` reads the dataset's pass `e` (data.EpochPasses), so the orders match too."""
     path, _, _ = _parquet(tmp_path)
 
     class Interrupt(keras.callbacks.Callback):
@@ -118,7 +122,7 @@ def test_backup_and_restore_resumes_whole_epochs_exactly(tmp_path):
                 raise RuntimeError("interrupted")
 
     def data():
-        return dataset_from_files(path, target="y", batch_size=_BATCH)
+        return dataset_from_files(path, target="y", batch_size=_BATCH, shuffle=shuffle, seed=9)
 
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     model = _model()
