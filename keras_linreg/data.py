@@ -379,7 +379,7 @@ class _Passes:
         return [np.int64(pass_id), *(batch if isinstance(batch, tuple) else (batch,))]
 
 
-class EpochPasses(keras.callbacks.Callback):
+class _EpochPasses(keras.callbacks.Callback):
     """In `fit`, epoch `e` of a `dataset_from_files` dataset reads its pass `base + e`.
 
     `base` is the passes the dataset had made when `fit` began. Keras makes a new
@@ -400,13 +400,13 @@ class EpochPasses(keras.callbacks.Callback):
 
 
 def epoch_passes(x, fit_arguments):
-    """An `EpochPasses` for `fit(x, **fit_arguments)`, or None where it does not apply:
+    """An `_EpochPasses` for `fit(x, **fit_arguments)`, or None where it does not apply:
     `x` not a `dataset_from_files` dataset, or `steps_per_epoch` given (Keras then
     keeps one iterator across epochs, and passes do not follow epochs)."""
     reader = getattr(x, inputs.FILE_READER_ATTRIBUTE, None) if inputs.is_file_dataset(x) else None
     if reader is None or fit_arguments.get("steps_per_epoch") is not None:
         return None
-    return EpochPasses(reader)
+    return _EpochPasses(reader)
 
 
 @contextlib.contextmanager

@@ -113,7 +113,7 @@ def test_traced_once_per_compile_and_other_inputs_keep_keras_steps(tmp_path):
 def test_backup_and_restore_resumes_whole_epochs_exactly(tmp_path, shuffle):
     """Interrupted after epoch 1, resumed with a new dataset (as a restarted process
     makes): the same weights and losses as a run never interrupted. Shuffled, epoch
-    `e` reads the dataset's pass `e` (data.EpochPasses), so the orders match too."""
+    `e` reads the dataset's pass `e` (data.epoch_passes), so the orders match too."""
     path, _, _ = _parquet(tmp_path)
 
     class Interrupt(keras.callbacks.Callback):
