@@ -394,14 +394,6 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self._best = None  # (loss, weights, iterations) at the start of the best epoch
         self._start = None
 
-    def first_of(self, callbacks, model):
-        """`callbacks` (a list, None or a `CallbackList`) with this monitor first."""
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks.callbacks.insert(0, self)
-            self.set_model(model)
-            return callbacks
-        return [self, *(callbacks or [])]
-
     def raise_if_diverged(self, history):
         """Raises `DivergenceError` if training diverged."""
         if self.error is not None:

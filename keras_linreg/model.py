@@ -480,7 +480,7 @@ class LinearRegression(keras.Model):
             standardization.adapt_before_fit(self, x, kwargs.get("validation_split", 0.0))
             self._resolve_auto_learning_rate(x, kwargs)
             monitor = divergence.DivergenceMonitor(x, kwargs)
-            kwargs["callbacks"] = monitor.first_of(kwargs.get("callbacks"), self)
+            kwargs["callbacks"] = _first(monitor, kwargs.get("callbacks"), self)
             passes = epoch_passes(x, kwargs)  # files: epoch e reads pass e (resume-exact)
             if passes is not None:
                 kwargs["callbacks"] = _first(passes, kwargs["callbacks"], self)
@@ -872,12 +872,12 @@ def _is_mse(loss):
 
 
 def _first(callback, callbacks, model):
-    """`callbacks` (a list or a `CallbackList`) with `callback` first."""
+    """`callbacks` (a list, None or a `CallbackList`) with `callback` first."""
     if isinstance(callbacks, keras.callbacks.CallbackList):
         callbacks.callbacks.insert(0, callback)
         callback.set_model(model)
         return callbacks
-    return [callback, *callbacks]
+    return [callback, *(callbacks or [])]
 
 
 def _as_vector(t, name, dtype):
